@@ -1,0 +1,42 @@
+"""Gain, pan and stereo width. Shapes: x (B, 2, T); parameters (B,)."""
+
+from __future__ import annotations
+
+import torch
+
+# Interchannel level difference at full pan (|pan| = 1), split symmetrically.
+PAN_RANGE_DB = 24.0
+
+
+def db_to_amp(db: torch.Tensor) -> torch.Tensor:
+    return torch.pow(10.0, db / 20.0)
+
+
+def amp_to_db(amp: torch.Tensor, floor: float = 1e-12) -> torch.Tensor:
+    return 20.0 * torch.log10(amp.clamp_min(floor))
+
+
+def gain(x: torch.Tensor, sample_rate: int | None = None, *, gain_db: torch.Tensor) -> torch.Tensor:
+    """Scale x (B, C, T) by gain_db (B,)."""
+    return x * db_to_amp(gain_db)[:, None, None]
+
+
+def pan(x: torch.Tensor, sample_rate: int | None = None, *, pan: torch.Tensor) -> torch.Tensor:
+    """Balance x (B, 2, T) by pan (B,) in [-1, 1].
+
+    Left gets -pan * 12 dB, right +pan * 12 dB: symmetric in dB, so pan(p) followed by
+    pan(-p) is exactly the identity and pan 0 returns x.
+    """
+    half = 0.5 * PAN_RANGE_DB * pan
+    g = db_to_amp(torch.stack([-half, half], dim=-1))  # (B, 2)
+    return x * g[:, :, None]
+
+
+def stereo_width(x: torch.Tensor, sample_rate: int | None = None, *, amount: torch.Tensor) -> torch.Tensor:
+    """Scale the side signal of x (B, 2, T) by amount (B,): 0 mono, 1 unchanged, 2 double side.
+
+    Written as L + (w - 1) S and R - (w - 1) S so that amount 1 returns x exactly.
+    """
+    side = 0.5 * (x[:, 0] - x[:, 1])
+    delta = (amount[:, None] - 1.0) * side
+    return torch.stack([x[:, 0] + delta, x[:, 1] - delta], dim=1)

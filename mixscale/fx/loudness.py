@@ -1,0 +1,192 @@
+"""Loudness and peak metering: ITU-R BS.1770-4 and EBU Tech 3341/3342.
+
+* K-weighting: the BS.1770 pre-filter (high shelf) and RLB high-pass, designed for
+  any sample rate from their analog parameters so that at 48 kHz they reproduce the
+  coefficients printed in BS.1770.
+* Integrated loudness: 400 ms blocks with 75 % overlap, absolute gate at -70 LUFS,
+  relative gate 10 LU below the absolute-gated level.
+* Loudness range (EBU Tech 3342): short-term (3 s) loudness every 100 ms, gated at
+  -70 LUFS and 20 LU below their power mean; LRA = P95 - P10.
+* True peak (BS.1770 Annex 2): 4x oversampling with a 48-tap polyphase interpolator.
+
+Every function is batched: x (B, C, T) -> (B,). Integrated loudness and
+``normalize_loudness`` are differentiable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mixscale.fx.biquad import filter_response, cascade_response
+from mixscale.fx.gain import amp_to_db, db_to_amp
+
+ABSOLUTE_GATE_LUFS = -70.0
+RELATIVE_GATE_LU = -10.0
+LRA_RELATIVE_GATE_LU = -20.0
+OVERSAMPLING = 4
+TAPS_PER_PHASE = 12
+
+# Analog parameters of the BS.1770 filters (as derived in libebur128): at 48 kHz
+# they give the coefficients of BS.1770-4 Tables 1 and 2.
+_SHELF_F0, _SHELF_GAIN_DB, _SHELF_Q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
+_SHELF_VB_EXP = 0.4996667741545416
+_HP_F0, _HP_Q = 38.13547087602444, 0.5003270373238773
+
+
+def k_weighting_coefficients(sample_rate: int, dtype=torch.float64):
+    """[(b, a), (b, a)] of the shelf and high-pass, each (1, 3)."""
+    K = math.tan(math.pi * _SHELF_F0 / sample_rate)
+    vh = 10.0 ** (_SHELF_GAIN_DB / 20.0)
+    vb = vh ** _SHELF_VB_EXP
+    a0 = 1.0 + K / _SHELF_Q + K * K
+    shelf_b = [(vh + vb * K / _SHELF_Q + K * K) / a0, 2.0 * (K * K - vh) / a0, (vh - vb * K / _SHELF_Q + K * K) / a0]
+    shelf_a = [1.0, 2.0 * (K * K - 1.0) / a0, (1.0 - K / _SHELF_Q + K * K) / a0]
+    K = math.tan(math.pi * _HP_F0 / sample_rate)
+    a0 = 1.0 + K / _HP_Q + K * K
+    hp_b = [1.0, -2.0, 1.0]
+    hp_a = [1.0, 2.0 * (K * K - 1.0) / a0, (1.0 - K / _HP_Q + K * K) / a0]
+    t = lambda v: torch.tensor([v], dtype=dtype)  # noqa: E731
+    return [(t(shelf_b), t(shelf_a)), (t(hp_b), t(hp_a))]
+
+
+def k_weight(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """K-weighted signal, (B, C, T) -> (B, C, T)."""
+    coeffs = [(b.to(x.device), a.to(x.device)) for b, a in k_weighting_coefficients(sample_rate)]
+    return filter_response(x, sample_rate, lambda n_fft: cascade_response(coeffs, n_fft).expand(x.shape[0], -1))
+
+
+def _block_power(weighted: torch.Tensor, sample_rate: int, block_s: float, hop_s: float) -> torch.Tensor:
+    """Channel-summed mean square of K-weighted x (B, C, T) in blocks: (B, N).
+
+    A signal shorter than one block is measured as a single block of its whole length.
+    """
+    block, hop = round(block_s * sample_rate), round(hop_s * sample_rate)
+    power = weighted.pow(2).sum(dim=1, keepdim=True)  # (B, 1, T); channel weights are 1 for L and R
+    if power.shape[-1] < block:
+        return power.mean(dim=-1)
+    return F.avg_pool1d(power, kernel_size=block, stride=hop).squeeze(1)
+
+
+def _power_to_lufs(power: torch.Tensor) -> torch.Tensor:
+    return -0.691 + 10.0 * torch.log10(power.clamp_min(1e-30))
+
+
+def _gated_mean(power: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    w = gate.to(power.dtype)
+    return (power * w).sum(-1) / w.sum(-1).clamp_min(1.0)
+
+
+def integrated_loudness(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Integrated loudness in LUFS of x (B, C, T): (B,). -inf where every block is gated out."""
+    power = _block_power(k_weight(x, sample_rate), sample_rate, 0.4, 0.1)
+    block_lufs = _power_to_lufs(power)
+    above_abs = block_lufs > ABSOLUTE_GATE_LUFS
+    relative_gate = _power_to_lufs(_gated_mean(power, above_abs)) + RELATIVE_GATE_LU
+    gate = above_abs & (block_lufs > relative_gate[:, None])
+    lufs = _power_to_lufs(_gated_mean(power, gate))
+    return torch.where(gate.any(-1), lufs, torch.full_like(lufs, -math.inf))
+
+
+def short_term_loudness(x: torch.Tensor, sample_rate: int, hop_s: float = 0.1) -> torch.Tensor:
+    """Short-term (3 s window) loudness in LUFS every hop_s seconds: (B, N)."""
+    return _power_to_lufs(_block_power(k_weight(x, sample_rate), sample_rate, 3.0, hop_s))
+
+
+def loudness_range(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Loudness range in LU (EBU Tech 3342) of x (B, C, T): (B,). 0 when too little is ungated."""
+    st = short_term_loudness(x, sample_rate).detach()
+    out = []
+    for row in st:
+        gated = row[row > ABSOLUTE_GATE_LUFS]
+        if gated.numel() == 0:
+            out.append(torch.zeros((), dtype=st.dtype))
+            continue
+        mean_power = torch.pow(10.0, (gated + 0.691) / 10.0).mean()
+        gated = gated[gated > _power_to_lufs(mean_power) + LRA_RELATIVE_GATE_LU]
+        if gated.numel() < 2:
+            out.append(torch.zeros((), dtype=st.dtype))
+            continue
+        q = torch.quantile(gated, torch.tensor([0.10, 0.95], dtype=gated.dtype))
+        out.append(q[1] - q[0])
+    return torch.stack(out).to(x.device)
+
+
+def _interpolator() -> list[list[float]]:
+    """Polyphase weights [phase][tap]: Kaiser-windowed sinc, each phase with unit DC gain.
+
+    Phase p interpolates the value at t + p/4 from samples t-5 ... t+6. Phase 0 is the
+    sample itself (the sinc vanishes at the other integers).
+    """
+    j = torch.arange(-(TAPS_PER_PHASE // 2 - 1), TAPS_PER_PHASE // 2 + 1, dtype=torch.float64)
+    half_width, beta = TAPS_PER_PHASE / 2.0, 5.0
+    phases = []
+    for p in range(OVERSAMPLING):
+        d = j - p / OVERSAMPLING
+        window = torch.special.i0(beta * torch.sqrt((1.0 - (d / half_width) ** 2).clamp_min(0.0)))
+        w = torch.sinc(d) * window
+        phases.append((w / w.sum()).tolist())
+    return phases
+
+
+_WEIGHTS = _interpolator()
+_LEFT = TAPS_PER_PHASE // 2 - 1
+
+
+def _phases(x: torch.Tensor):
+    """Yield the 4 interpolated phases of x (..., T), each (..., T); phase 0 is x itself.
+
+    Computed as weighted sums of shifted copies (measured here: about 3x faster on CPU
+    than conv1d with 4 output channels). Zero history before and after, as a
+    converter starting from silence: an abrupt start really overshoots.
+    """
+    T = x.shape[-1]
+    padded = F.pad(x, (_LEFT, TAPS_PER_PHASE - 1 - _LEFT))
+    yield x
+    for weights in _WEIGHTS[1:]:
+        acc = padded[..., 0:T] * weights[0]
+        for k in range(1, TAPS_PER_PHASE):
+            acc.add_(padded[..., k:k + T], alpha=weights[k])  # in place: autograd-safe, no temporaries
+        yield acc
+
+
+def oversample(x: torch.Tensor) -> torch.Tensor:
+    """4x oversampled x (B, C, T) -> (B, C, T, 4): [..., t, p] is the value at t + p/4."""
+    return torch.stack(list(_phases(x)), dim=-1)
+
+
+def true_peak_envelope(x: torch.Tensor) -> torch.Tensor:
+    """Largest oversampled magnitude over channels between each sample and the next: (B, T)."""
+    env = None
+    for phase in _phases(x):
+        mag = phase.abs().amax(dim=1)
+        env = mag if env is None else torch.maximum(env, mag)
+    return env
+
+
+def true_peak(x: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+    """True peak (linear) of x (B, C, T): (B,)."""
+    return true_peak_envelope(x).amax(dim=-1)
+
+
+def sample_peak(x: torch.Tensor) -> torch.Tensor:
+    """Largest sample magnitude (linear) of x (B, C, T): (B,)."""
+    return x.abs().amax(dim=(1, 2))
+
+
+def normalize_loudness(x: torch.Tensor, sample_rate: int, target_lufs) -> torch.Tensor:
+    """Scale x (B, C, T) to target_lufs (float or (B,)): a differentiable gain.
+
+    Silent items (-inf LUFS) are returned unchanged.
+    """
+    lufs = integrated_loudness(x, sample_rate)
+    target = torch.as_tensor(target_lufs, dtype=x.dtype, device=x.device).expand_as(lufs)
+    gain_db = torch.where(torch.isfinite(lufs), target - lufs, torch.zeros_like(lufs))
+    return x * db_to_amp(gain_db)[:, None, None]
+
+
+def peak_dbfs(linear: torch.Tensor) -> torch.Tensor:
+    """Linear peak -> dBFS (or dBTP for a true peak)."""
+    return amp_to_db(linear)
