@@ -107,20 +107,11 @@ def filter_response(x: torch.Tensor, sample_rate: int, response_fn) -> torch.Ten
 def cascade_response(coeffs, n_fft: int) -> torch.Tensor:
     """Response of a cascade of biquads [(b, a), ...], each (B, 3): (B, n_fft // 2 + 1).
 
-    The cascade's numerator and denominator polynomials are multiplied out in float64
-    and evaluated on the grid with one rfft each: much cheaper than evaluating every
-    biquad on millions of bins, and exact to float64 rounding.
+    Each biquad is evaluated on its own (in float64) and the responses multiplied:
+    multiplying out the polynomials instead loses precision near clustered poles.
     """
-    b_total, a_total = coeffs[0][0].double(), coeffs[0][1].double()
-    for b, a in coeffs[1:]:
-        b_total, a_total = _polymul(b_total, b.double()), _polymul(a_total, a.double())
-    return torch.fft.rfft(b_total, n=n_fft) / torch.fft.rfft(a_total, n=n_fft)
-
-
-def _polymul(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Product of polynomials in z^-1 with coefficients (B, n) and (B, m): (B, n + m - 1)."""
-    n, m = p.shape[-1], q.shape[-1]
-    out = p.new_zeros(p.shape[:-1] + (n + m - 1,))
-    for j in range(m):
-        out[..., j:j + n] = out[..., j:j + n] + p * q[..., j:j + 1]
-    return out
+    H = None
+    for b, a in coeffs:
+        h = response(b.double(), a.double(), n_fft)
+        H = h if H is None else H * h
+    return H
