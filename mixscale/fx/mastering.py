@@ -40,9 +40,10 @@ def fit_master_gain(x: torch.Tensor, sample_rate: int, settings: Mapping, target
         if pre_lufs == float("-inf"):
             raise SettingsError("the audio is silent (below the -70 LUFS gate); there is no loudness to set")
         needed = target_lufs - pre_lufs
-        excess = needed - min(max(needed, gain_p.min), gain_p.max)
+        # The limiter gain takes what it can while keeping 6 dB to spare for the iteration
+        # (limiting costs loudness); the rest goes to the input gain.
+        excess = needed - min(max(needed, gain_p.min + 6.0), gain_p.max - 6.0)
         if excess:
-            # Beyond the limiter gain's range, the rest goes to the input gain.
             new_input = s["input.gain_db"] + excess
             if not input_p.min <= new_input <= input_p.max:
                 raise SettingsError(
