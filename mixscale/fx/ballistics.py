@@ -1,8 +1,9 @@
 """Attack/release smoothing of a gain signal, shared by the compressor and the limiter.
 
-y[t] = a[t] * y[t-1] + (1 - a[t]) * g[t],  a[t] = a_att if g[t] < y[t-1] else a_rel,
+y[t] = a[t] * y[t-1] + (1 - a[t]) * g[t],  a[t] = a_att if |g[t]| > |y[t-1]| else a_rel,
 
-on gain in dB (falling gain is attack). The recursion runs in a numba kernel; its
+on gain in dB: a gain moving away from 0 dB is attack (reduction for a compressor or
+limiter, boost for an expander), a gain returning towards 0 dB is release. The recursion runs in a numba kernel; its
 backward pass is the reverse recursion of the same time-varying one-pole filter,
 with the attack/release choice of the forward pass held fixed. Control signals
 are (N, T); CUDA tensors make a round trip through the CPU for the kernel.
@@ -21,7 +22,7 @@ def _forward(g, a_att, a_rel, y, attack):
     for r in range(n_rows):
         prev = 0.0
         for t in range(n):
-            is_attack = g[r, t] < prev
+            is_attack = abs(g[r, t]) > abs(prev)
             a = a_att[r] if is_attack else a_rel[r]
             prev = a * prev + (1.0 - a) * g[r, t]
             y[r, t] = prev

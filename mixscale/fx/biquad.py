@@ -20,10 +20,12 @@ KINDS = ("peak", "low_shelf", "high_shelf", "highpass")
 def rbj_coefficients(kind: str, freq_hz, gain_db, q, sample_rate: int):
     """RBJ cookbook biquad coefficients, normalized so that a0 = 1.
 
-    freq_hz, gain_db, q: tensors (B,). Returns (b, a), each (B, 3).
+    freq_hz, gain_db, q: tensors (B,). Returns (b, a), each (B, 3). Frequencies are held
+    below 0.49 of the sample rate (a schema frequency can exceed the Nyquist frequency of
+    low-rate audio), which keeps the filter stable and still exactly reciprocal in gain.
     """
     A = torch.pow(10.0, gain_db / 40.0)
-    w0 = 2.0 * math.pi * freq_hz / sample_rate
+    w0 = 2.0 * math.pi * freq_hz.clamp(max=0.49 * sample_rate) / sample_rate
     cos_w0, alpha = torch.cos(w0), torch.sin(w0) / (2.0 * q)
     one = torch.ones_like(cos_w0)
     if kind == "peak":
