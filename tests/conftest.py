@@ -1,0 +1,30 @@
+"""Shared pytest fixtures. One local Ray per test session: ``ray.init`` costs seconds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Set before Ray starts (in this process and in the workers it spawns).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+
+RAY_TEST_CPUS = 4
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray with 4 logical CPUs, shared by every test that asks for it; yields ``ray``.
+
+    Code under test sees ``ray.is_initialized()`` and uses this instance instead of
+    starting its own.
+    """
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    if started:
+        ray.shutdown()
