@@ -301,3 +301,13 @@ def test_mix_chain_module_gradients_reach_stem_settings():
     chain(stems, stem_u, master_u).pow(2).mean().backward()
     gain_col = schema.names("stem").index("gain_db")
     assert (stem_u.grad[0, :, gain_col] != 0).all()
+
+
+def test_limiter_holds_ceiling_against_an_independent_16x_reference():
+    """Content near 20 kHz, where a 4x meter under-reads: a long-filter 16x oversampler
+    (scipy) still reads the output at or below the ceiling."""
+    t = torch.arange(SR * 3) / SR
+    x = music_like(3.0, SR, level=3.0) + 0.5 * torch.sin(2 * math.pi * 19000 * t) + noise(3.0, SR, rms=0.3)
+    y = true_peak_limiter(x, SR, ceiling_dbtp=torch.tensor([-1.0]), release_ms=torch.tensor([100.0]))
+    up = scipy.signal.resample_poly(y[0].double().numpy(), 16, 1, axis=-1, window=("kaiser", 12.0))
+    assert 20 * np.log10(np.abs(up).max()) <= -1.0 + 0.01

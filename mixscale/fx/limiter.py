@@ -20,9 +20,13 @@ from mixscale.fx.gain import amp_to_db, db_to_amp
 from mixscale.fx.loudness import true_peak_envelope
 
 LOOKAHEAD_MS = 5.0
+# Detection oversampling: 8x reads within about 0.15 dB of the reconstructed peak up to
+# 20 kHz at 44.1 kHz, where BS.1770's 4x can read 0.6 dB under it.
+DETECTION_OVERSAMPLING = 8
 MAX_PASSES = 4
-# Aim this far below the ceiling so that one pass nearly always suffices.
-SAFETY_DB = 0.02
+# Aim this far below the ceiling: one pass nearly always suffices, and the 12-tap
+# interpolator's error near 20 kHz (about 0.05 dB against a long reference filter) is covered.
+SAFETY_DB = 0.1
 
 
 def _limit_once(x, envelope, ceiling_db, release_coef, lookahead):
@@ -42,7 +46,7 @@ def true_peak_limiter(x: torch.Tensor, sample_rate: int, *, ceiling_dbtp, releas
     ceiling = db_to_amp(ceiling_dbtp)
     y = x
     for _ in range(MAX_PASSES):
-        envelope = true_peak_envelope(y)
+        envelope = true_peak_envelope(y, DETECTION_OVERSAMPLING)
         over = (envelope.amax(-1) > ceiling).detach()
         if not bool(over.any()):
             break

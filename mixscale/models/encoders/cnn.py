@@ -1,0 +1,47 @@
+"""``cnn``: the baseline CNN on log-mel views.
+
+``conv_layers`` blocks of 3x3 conv, batch norm, ReLU and 2x2 max pooling (widths from
+``ModelConfig.conv_widths``), then mean and max pooling over mels and frames, dropout and
+a linear projection to the embedding. (B, K, M, F) -> (B, D).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mixscale.models.config import ModelConfig
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 conv, BN, ReLU, max pool (mels, frames). Pooling a size-1 axis keeps it (ceil mode)."""
+
+    def __init__(self, c_in: int, c_out: int, pool: tuple[int, int] = (2, 2)):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(pool, ceil_mode=True),
+        )
+
+
+def global_pool(h: torch.Tensor) -> torch.Tensor:
+    """Mean and max over the last two axes: (B, C, M, F) -> (B, 2C)."""
+    return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
+
+class CNNEncoder(nn.Module):
+    """Log-mel views (B, K, M, F) -> embedding (B, D)."""
+
+    input_kind = "spectrogram"
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        widths = config.conv_widths()
+        ins = [config.views] + widths[:-1]
+        self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(ins, widths)])
+        self.proj = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * widths[-1], config.embed_dim))
+        self.embed_dim = config.embed_dim
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.proj(global_pool(self.blocks(spec)))
