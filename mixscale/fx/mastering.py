@@ -27,7 +27,8 @@ def fit_master_gain(x: torch.Tensor, sample_rate: int, settings: Mapping, target
 
     Returns the validated master settings (flat, by schema name) with
     ``limiter.ceiling_dbtp`` and ``limiter.gain_db`` set, and ``input.gain_db`` raised or
-    lowered where the limiter gain alone cannot reach the target. Raises ``SettingsError``
+    lowered where the limiter gain alone cannot reach the target, and ``limiter.release_ms``
+    shortened where more gain no longer makes the master louder. Raises ``SettingsError``
     when the target is out of reach within the schema's gain ranges.
     """
     if x.shape[0] != 1:
@@ -35,8 +36,9 @@ def fit_master_gain(x: torch.Tensor, sample_rate: int, settings: Mapping, target
     s = schema.validate({**dict(settings), "limiter.ceiling_dbtp": ceiling_dbtp}, "master", source="master settings")
     gain_p = schema.param("master", "limiter.gain_db")
     input_p = schema.param("master", "input.gain_db")
+    previous = -math.inf
     with torch.no_grad():
-        for _ in range(3):
+        for _ in range(6):
             pre = master_pre_limiter(x, sample_rate, complete_settings(s, "master", (1,), x))
             pre_lufs = float(integrated_loudness(pre, sample_rate)[0])
             if pre_lufs == float("-inf"):
@@ -45,7 +47,13 @@ def fit_master_gain(x: torch.Tensor, sample_rate: int, settings: Mapping, target
             if abs(reached - target_lufs) <= TOLERANCE_LU:
                 return dict(s, **{"limiter.gain_db": gain})
             saturated = gain >= gain_p.max if reached < target_lufs else gain <= gain_p.min
-            if not saturated:
+            release = schema.param("master", "limiter.release_ms")
+            if saturated and abs(reached - previous) < TOLERANCE_LU and s["limiter.release_ms"] > release.min:
+                # More gain no longer makes it louder: a faster release lets the limiter give more.
+                s["limiter.release_ms"] = max(release.min, s["limiter.release_ms"] / 3.0)
+                previous = -math.inf
+                continue
+            if not saturated or abs(reached - previous) < TOLERANCE_LU:
                 raise SettingsError(
                     f"cannot reach {target_lufs:g} LUFS under a {ceiling_dbtp:g} dBTP ceiling (reached "
                     f"{reached:.1f} LUFS); lower the target or raise the ceiling")
@@ -58,6 +66,7 @@ def fit_master_gain(x: torch.Tensor, sample_rate: int, settings: Mapping, target
                     f"dB of gain; limiter.gain_db {gain_p.describe_range()} and input.gain_db "
                     f"{input_p.describe_range()} cannot provide it")
             s["input.gain_db"] = new_input
+            previous = reached
     raise SettingsError(f"cannot reach {target_lufs:g} LUFS within the gain ranges of the master chain")
 
 
