@@ -15,7 +15,6 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-import torch
 from scipy.signal import resample_poly
 
 from mixscale import SAMPLE_RATE, schema

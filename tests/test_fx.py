@@ -10,7 +10,6 @@ import torch
 
 from mixscale import schema
 from mixscale.fx import chain as fx_chain
-from mixscale.fx.biquad import rbj_coefficients
 from mixscale.fx.dynamics import compressor
 from mixscale.fx.eq import SHELF_Q, eq_response_db, parametric_eq
 from mixscale.fx.gain import pan, stereo_width

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _forward(g, a_att, a_rel, y, attack):
     n_rows, n = g.shape
-    for r in numba.prange(n_rows):
+    for r in range(n_rows):
         prev = 0.0
         for t in range(n):
             is_attack = abs(g[r, t]) > abs(prev)
@@ -29,10 +29,10 @@ def _forward(g, a_att, a_rel, y, attack):
             attack[r, t] = is_attack
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _backward(grad_y, g, y, attack, a_att, a_rel, grad_g, grad_att, grad_rel):
     n_rows, n = g.shape
-    for r in numba.prange(n_rows):
+    for r in range(n_rows):
         lam = 0.0
         ga = 0.0
         gr = 0.0
@@ -52,11 +52,6 @@ def _backward(grad_y, g, y, attack, a_att, a_rel, grad_g, grad_att, grad_rel):
         grad_rel[r] = gr
 
 
-def _match_torch_threads() -> None:
-    """Rows run in parallel on as many threads as torch uses (no oversubscription)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
 class _Smooth(torch.autograd.Function):
     @staticmethod
     def forward(ctx, g, a_att, a_rel):
@@ -65,7 +60,6 @@ class _Smooth(torch.autograd.Function):
         rel_np = a_rel.detach().cpu().numpy().astype(g_np.dtype)
         y = np.empty_like(g_np)
         attack = np.empty(g_np.shape, dtype=np.bool_)
-        _match_torch_threads()
         _forward(g_np, att_np, rel_np, y, attack)
         ctx.save_for_backward(g, a_att, a_rel)
         ctx.np_state = (g_np, att_np, rel_np, y, attack)
@@ -78,7 +72,6 @@ class _Smooth(torch.autograd.Function):
         grad_g = np.empty_like(g_np)
         grad_att = np.empty_like(att_np)
         grad_rel = np.empty_like(rel_np)
-        _match_torch_threads()
         _backward(np.ascontiguousarray(grad_y.detach().cpu().numpy().astype(g_np.dtype)),
                   g_np, y, attack, att_np, rel_np, grad_g, grad_att, grad_rel)
         dev = g.device

@@ -29,12 +29,35 @@ MAX_PASSES = 4
 SAFETY_DB = 0.1
 
 
+def sliding_min_ahead(x: torch.Tensor, width: int) -> torch.Tensor:
+    """min(x[t : t + width]) for x (B, T), past the end counting as 0 dB: O(T).
+
+    van Herk / Gil-Werman: prefix and suffix minima within blocks of ``width``; every
+    window spans at most two blocks. (``max_pool1d`` is O(T * width) on CPU.)
+    """
+    B, T = x.shape
+    n = -(-(T + width - 1) // width) * width
+    blocks = F.pad(x, (0, n - T)).view(B, -1, width)
+    prefix = blocks.cummin(-1).values.reshape(B, n)
+    suffix = blocks.flip(-1).cummin(-1).values.flip(-1).reshape(B, n)
+    return torch.minimum(suffix[:, :T], prefix[:, width - 1:width - 1 + T])
+
+
+def moving_mean_behind(x: torch.Tensor, width: int) -> torch.Tensor:
+    """mean(x[t - width + 1 : t + 1]) for x (B, T), the start held before t = 0: O(T).
+
+    Running sums in float64, so that long signals keep their precision.
+    """
+    padded = torch.cat([x[:, :1].expand(-1, width - 1), x], dim=1).double()
+    sums = F.pad(padded.cumsum(-1), (1, 0))
+    return ((sums[:, width:] - sums[:, :-width]) / width).to(x.dtype)
+
+
 def _limit_once(x, envelope, ceiling_db, release_coef, lookahead):
     need_db = (ceiling_db[:, None] - SAFETY_DB - amp_to_db(envelope)).clamp_max(0.0)  # (B, T)
-    # Minimum over [t, t + L]: start reducing L samples before a peak.
-    ahead = -F.max_pool1d(F.pad(-need_db, (0, lookahead)).unsqueeze(1), lookahead + 1, stride=1).squeeze(1)
-    # Mean over [t - L, t]: a ramp that is never above the need at any sample.
-    ramp = F.avg_pool1d(F.pad(ahead.unsqueeze(1), (lookahead, 0), mode="replicate"), lookahead + 1, stride=1).squeeze(1)
+    # Minimum over [t, t + L]: start reducing L samples before a peak. Then the mean over
+    # [t - L, t]: a ramp that is never above the need at any sample.
+    ramp = moving_mean_behind(sliding_min_ahead(need_db, lookahead + 1), lookahead + 1)
     gain_db = smooth_gain(ramp, instant_attack(release_coef), release_coef)
     return x * db_to_amp(gain_db)[:, None, :]
 

@@ -95,7 +95,7 @@ def _seconds(text: str) -> str:
 
 def clip_names(ytid: str, start: str, end: str) -> list[str]:
     """File stems a clip of this segment may have, most specific first."""
-    s, e = float(start), float(end)
+    s = float(start)
     starts = dict.fromkeys([start, _seconds(start), f"{s:.1f}", f"{s:.3f}", str(int(round(s * 1000)))])
     names = [f"{ytid}_{x}" for x in starts]
     names += [f"{ytid}_{start}_{end}", f"{ytid}_{_seconds(start)}_{_seconds(end)}", ytid]

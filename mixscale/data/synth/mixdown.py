@@ -24,29 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mixscale import SAMPLE_RATE, schema
-from mixscale.fx.chain import complete_settings, master_limiter_stage, master_pre_limiter, mix_chain, stem_chain
+from mixscale import schema
+from mixscale.fx.chain import complete_settings, master_limiter_stage, master_pre_limiter, stem_chain
 from mixscale.fx.loudness import integrated_loudness, true_peak
 
 EXCERPTS, EXCERPT_S = 3, 3.0   # the fit's excerpts: this many, this long, evenly spread
 FIT_STEPS, FIT_LU = 4, 0.2     # secant steps on the excerpts, and their tolerance
 RETRY_LU = 0.75                # a full render this far from the target is corrected once
 PEAK_MARGIN_DB = 1.0           # true peaks may pass sample peaks by this much
-
-
-_warmed_up = False
-
-
-def _warm_up() -> None:
-    """Run the chain once on a few samples of silence. Some first calls initialize
-    libraries, and one of them (the first numba kernel called inside the compressor's
-    autograd function) resets torch's thread count; that must happen before a song is
-    rendered, not half-way through it."""
-    global _warmed_up
-    if not _warmed_up:
-        with torch.no_grad():
-            mix_chain(torch.zeros(1, 1, 2, 1024), SAMPLE_RATE, {"comp.ratio": 2.0}, {"comp.ratio": 2.0})
-        _warmed_up = True
 
 
 @contextlib.contextmanager
@@ -56,7 +41,6 @@ def single_thread():
     The chain's float32 results depend on the thread count (reductions split across
     threads round differently), so every song is rendered on one thread: the same
     bits in any process, with any number of workers."""
-    _warm_up()
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
