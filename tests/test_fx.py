@@ -282,7 +282,8 @@ def test_gradient_reaches_every_master_setting():
         "input.gain_db": 6.0, "comp.ratio": 4.0, "comp.threshold_db": -20.0, "comp.knee_db": 6.0,
         "comp.makeup_db": 2.0, "width.amount": 1.3, "limiter.gain_db": 6.0, "limiter.ceiling_dbtp": -1.0,
         "eq.low_shelf.gain_db": 3.0, "eq.peak1.gain_db": -3.0, "eq.peak2.gain_db": 4.0, "eq.peak3.gain_db": -2.0,
-        "eq.high_shelf.freq_hz": 3500.0, "eq.high_shelf.gain_db": 3.0})
+        "eq.high_shelf.freq_hz": 3500.0, "eq.high_shelf.gain_db": 3.0,
+        "eq.peak3.freq_hz": 3000.0})  # below the 0.49 * 8 kHz held frequency
     u = torch.tensor([schema.to_normalized(values, "master")], dtype=torch.float64, requires_grad=True)
     target = music_like(0.5, GRAD_SR, level=0.5, seed=9).double()
     loss = (chain(x, u) - target).pow(2).mean()
