@@ -1,0 +1,678 @@
+"""The streaming training reader: shards -> segments -> training pairs, batch by batch.
+
+``make_dataloader(config, rank, world_size)`` returns a ``StreamLoader`` (a torch
+``DataLoader``) whose batches are training pairs. Per epoch, in each loader worker:
+
+1. List the split's shards from ``URL/index.json`` (any fsspec URL).
+2. Assign work so that every sample is seen exactly once per epoch across all
+   consumers (``world_size`` ranks x ``num_workers`` loader workers): with at least
+   as many shards as consumers, whole shards (the epoch's shard order is shuffled
+   with ``seed`` and ``epoch``, then each shard goes to the consumer with the fewest
+   samples so far); with fewer shards, every consumer streams every shard and keeps
+   the samples whose running index modulo the consumer count is its own.
+3. Stream each tar through fsspec (``webdataset``'s tar iterator; nothing is
+   materialized beyond the member being read), shuffle raw (still FLAC-encoded)
+   samples in a buffer of ``shuffle_buffer`` samples (memory: that many encoded
+   samples per worker), optionally balance genres (``augment.balance_genres``).
+4. Batch: draw one segment scale per batch from ``segment_seconds``/``segment_weights``
+   (all items of a batch share one length), decode only that window of each FLAC
+   member (a seek, not a full decode), augment the reference
+   (``mixscale.data.augment``), then make the training pair with ``pair_fn``, and
+   apply ``batch_fn`` if one is given (for example features, computed in the worker).
+
+Segments: a fixed scale cuts a random window of exactly ``scale x sample_rate``
+samples; a sample shorter than that is zero-padded at the end and
+``valid_samples`` says how much is audio. Scale 0 is the full track: the batch is
+cut to its shortest item (a random window of that length from each longer one);
+use ``batch_size=1`` to keep every track whole.
+
+Corrupt data never stops training: a sample whose metadata or audio cannot be
+decoded is skipped, counted in ``stats["corrupt"]`` and logged with its shard and
+key; a tar that breaks off (truncated, bad header) loses the rest of that shard,
+counted in ``stats["corrupt_shards"]``. The loader's ``stats`` sums the counters of
+all its workers.
+
+Batches (legend in ``mixscale``), chain "master":
+  x_in (B, 2, T), x_ref (B, 2, T), target (B, P), target_mask (B, P) from ``pair_fn``;
+chain "mix": stems_in (B, S, 2, T), stem_mask (B, S), x_ref (B, 2, T), stem_target
+  (B, S, Ps), master_target (B, P) and masks from ``pair_fn``, plus stems (B lists of roles);
+both: genre (B,) long (-1: none), track_id, corpus, key (lists of B str),
+valid_samples (B,) long, segment_seconds (float: the batch's length, full-track batches too).
+
+Backends: "webdataset" (this module, decoding and pair-making in loader workers;
+the default) and "ray_data" (``mixscale.data.ray_reader``: ``ray.data.read_webdataset``,
+decoding in Ray CPU tasks, pairs in the consuming process). ``bench/data.py`` measures
+both; on one machine the webdataset backend delivered about twice the pairs per
+second, so it is the default (the bench's docstring has the numbers and the reasons).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import multiprocessing
+import tarfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import fsspec
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+from mixscale.data import shard_format as fmt
+from mixscale.data.augment import (
+    AugmentConfig,
+    WavePlan,
+    augment_waveform,
+    balance_genres,
+    draw_plan,
+    genre_weights,
+    source_length,
+)
+from mixscale.errors import CorpusError, MixscaleError
+from mixscale.genres import GENRE_INDEX
+
+log = logging.getLogger(__name__)
+
+CHAINS = ("master", "mix")
+BACKENDS = ("webdataset", "ray_data")
+WORKER_START = ("forkserver", "fork", "spawn")
+# Imported once by the fork server, so each loader worker starts without importing them.
+FORKSERVER_PRELOAD = ["__main__", "mixscale.data.reader", "mixscale.data.pairs"]
+# The standard scales of the issue: 4 s, 15 s, 60 s and the full track (0).
+STANDARD_SCALES = (4.0, 15.0, 60.0, 0.0)
+# Key of the per-batch counter deltas that workers send to the loader.
+STATS_KEY = "_stats"
+# Errors that mean a tar stream broke off or is not a tar.
+TAR_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)
+
+PairFn = Callable[..., dict]
+BatchFn = Callable[[dict], dict]
+
+
+@dataclass
+class ReaderConfig:
+    """Everything the reader needs. ``segment_seconds`` is one scale or a list (0 = full track)."""
+
+    url: str
+    split: str = "train"
+    chain: str = "master"
+    segment_seconds: float | list[float] = 4.0
+    segment_weights: list[float] | None = None
+    shuffle_buffer: int = 64
+    batch_size: int = 8
+    num_workers: int = 2
+    seed: int = 0
+    max_stems: int = 8
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    genre_balanced: bool = False
+    backend: str = "webdataset"
+    # Passed to pair_fn as ``strength``: scales the random perturbation.
+    pair_strength: float = 1.0
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    prefetch_factor: int = 2
+    # How loader workers start: "forkserver" (default: clean processes forked from a server
+    # that has imported the reader, safe in a threaded parent such as a Ray Train worker),
+    # "fork" (fastest, but a child can hang when the parent has used OpenMP or holds locks
+    # in other threads), or "spawn".
+    worker_start: str = "forkserver"
+    # Ray Data backend: concurrent decode tasks (None: Ray decides).
+    ray_decode_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, Mapping):
+            self.augment = AugmentConfig.from_dict(self.augment)
+        scales = self.scales
+        if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
+            raise MixscaleError(
+                f"reader config: segment_seconds = {self.segment_seconds!r}; each scale must be >= 0 s "
+                f"(0 is the full track; standard scales {list(STANDARD_SCALES)})"
+            )
+        weights = self.weights
+        if len(weights) != len(scales) or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise MixscaleError(
+                f"reader config: segment_weights = {self.segment_weights!r} must be {len(scales)} "
+                f"non-negative numbers (one per scale in {scales}) with a positive sum"
+            )
+        checks = [
+            ("chain", self.chain, self.chain in CHAINS, " | ".join(CHAINS)),
+            ("backend", self.backend, self.backend in BACKENDS, " | ".join(BACKENDS)),
+            ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
+            ("shuffle_buffer", self.shuffle_buffer, self.shuffle_buffer >= 0, ">= 0 samples"),
+            ("num_workers", self.num_workers, self.num_workers >= 0, ">= 0"),
+            ("max_stems", self.max_stems, self.max_stems >= 1, ">= 1"),
+            ("pair_strength", self.pair_strength, 0.0 <= self.pair_strength <= 1.0, "[0, 1]"),
+            ("worker_start", self.worker_start, self.worker_start in WORKER_START, " | ".join(WORKER_START)),
+        ]
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise MixscaleError(f"reader config: {name} = {value!r} is out of range; allowed {allowed}")
+
+    @property
+    def scales(self) -> list[float]:
+        s = self.segment_seconds
+        return [float(v) for v in s] if isinstance(s, (list, tuple)) else [float(s)]
+
+    @property
+    def weights(self) -> list[float]:
+        if self.segment_weights is None:
+            return [1.0] * len(self.scales)
+        return [float(w) for w in self.segment_weights]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ReaderConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MixscaleError(f"reader config: unknown field(s) {unknown}; allowed {sorted(known)}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------- shards and work assignment
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard of the split: its full URL, sample count and per-genre counts."""
+
+    url: str
+    samples: int
+    genres: Mapping[str, int]
+
+
+def list_shards(url: str, split: str, storage_options: Mapping[str, Any] | None = None) -> tuple[list[ShardInfo], int]:
+    """(shards of ``split``, sample rate) from ``url/index.json``. Raises ``CorpusError``."""
+    index = fmt.read_index(url, dict(storage_options or {}))
+    if index is None:
+        raise CorpusError(f"{url}: no {fmt.INDEX_NAME}; build shards with `mixscale shards build`")
+    entries = [s for s in index.get("shards", []) if s.get("split") == split]
+    if not entries:
+        present = sorted({s.get("split") for s in index.get("shards", [])})
+        raise CorpusError(f"{url}/{fmt.INDEX_NAME} lists no shards of split {split!r}; splits present: {present}")
+    base = url.rstrip("/")
+    shards = [ShardInfo(f"{base}/{s['path']}", int(s.get("samples", 0)), dict(s.get("genres") or {})) for s in entries]
+    return shards, int(index.get("sample_rate") or fmt.SAMPLE_RATE)
+
+
+def assign_shards(
+    shards: Sequence[ShardInfo], consumers: int, consumer: int, epoch: int, seed: int
+) -> tuple[list[ShardInfo], bool]:
+    """The shards consumer ``consumer`` of ``consumers`` reads this epoch, and whether it reads
+    every shard and keeps only samples ``i % consumers == consumer`` (sample-level split).
+
+    Every consumer computes the same plan from (seed, epoch), so no two share a sample.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(len(shards))
+    if len(shards) < consumers:
+        return [shards[i] for i in order], True
+    load = np.zeros(consumers, dtype=np.int64)
+    mine = []
+    for i in order:
+        c = int(np.argmin(load))
+        load[c] += max(shards[i].samples, 1)
+        if c == consumer:
+            mine.append(shards[i])
+    return mine, False
+
+
+# ---------------------------------------------------------------- raw samples
+
+
+@dataclass
+class Item:
+    """One sample on its way to a batch: metadata plus an audio source (``FlacSource`` or an array source)."""
+
+    key: str
+    url: str
+    meta: dict[str, Any]
+    source: Any
+
+    @property
+    def genre(self) -> str | None:
+        return self.meta.get("genre")
+
+
+class CorruptSample(Exception):
+    """A sample that cannot be decoded; the reader skips and counts it."""
+
+
+def iter_tar_samples(url: str, storage_options: Mapping[str, Any], stats: Counter) -> Iterator[dict[str, Any]]:
+    """Stream the samples ({"__key__", "__url__", ext: bytes}) of one tar at any fsspec URL.
+
+    A tar that breaks off ends the shard early, counted in ``stats["corrupt_shards"]``.
+    """
+    try:
+        with fsspec.open(url, "rb", **storage_options) as fh:
+            files = ({**f, "__url__": url} for f in tar_file_iterator(fh))
+            yield from group_by_keys(files)
+    except TAR_ERRORS as e:
+        stats["corrupt_shards"] += 1
+        log.warning("shard %s breaks off (%s: %s); skipping the rest of it", url, type(e).__name__, e)
+
+
+def parse_item(sample: Mapping[str, Any], chain: str, stats: Counter) -> Item | None:
+    """A raw WebDataset sample -> ``Item`` (None when it is skipped, with the reason counted)."""
+    key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
+    try:
+        meta = json.loads(bytes(sample[fmt.JSON_EXT]).decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (KeyError, ValueError, UnicodeDecodeError) as e:
+        skip(stats, key, url, f"unreadable metadata ({type(e).__name__}: {e})")
+        return None
+    roles = list(meta.get("stems") or [])
+    stems = [sample.get(fmt.STEM_EXT.format(i)) for i in range(len(roles))]
+    if chain == "mix" and not roles:
+        stats["no_stems"] += 1
+        return None
+    if any(s is None for s in stems) or (chain == "master" and fmt.MIX_EXT not in sample and not roles):
+        skip(stats, key, url, "missing audio members")
+        return None
+    return Item(key, url, meta, FlacSource(sample.get(fmt.MIX_EXT), stems))
+
+
+def skip(stats: Counter, key: str, url: str, reason: str) -> None:
+    stats["corrupt"] += 1
+    log.warning("skipping corrupt sample %s in %s: %s", key, url, reason)
+
+
+# ---------------------------------------------------------------- audio sources
+
+
+class FlacSource:
+    """The FLAC members of one sample. ``open`` decodes nothing: it reads the headers and
+    returns an ``OpenFlac`` that decodes only the windows asked for.
+
+    What is opened is what the chain needs: the mix (or, without one, the stems to sum),
+    or up to ``max_stems`` stems (a random subset when there are more). Raises
+    ``CorruptSample``. A source may be opened any number of times (genre balance repeats
+    samples).
+    """
+
+    def __init__(self, mix: bytes | None, stems: Sequence[bytes]):
+        self.mix = mix
+        self.stems = list(stems)
+
+    def open(self, chain: str, max_stems: int, rng: np.random.Generator, sample_rate: int) -> "OpenFlac":
+        chosen: list[int] = []
+        if chain == "mix":
+            chosen = list(range(len(self.stems)))
+            if len(chosen) > max_stems:
+                chosen = sorted(rng.choice(len(chosen), size=max_stems, replace=False).tolist())
+            members = [self.stems[i] for i in chosen]
+        else:
+            members = [self.mix] if self.mix is not None else self.stems
+        try:
+            files = [sf.SoundFile(io.BytesIO(m)) for m in members]
+        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+            raise CorruptSample(f"cannot open FLAC ({getattr(e, 'error_string', e)})") from e
+        handle = OpenFlac(files, chosen, summed=chain == "master" and self.mix is None)
+        for f in files:
+            if f.channels != 2 or f.samplerate != sample_rate:
+                handle.close()
+                raise CorruptSample(f"{f.channels} channels at {f.samplerate} Hz; expected 2 at {sample_rate} Hz")
+        return handle
+
+
+class OpenFlac:
+    """Opened FLAC members: ``frames`` (the shortest), ``chosen`` stem indices, and
+    ``read(start, n)`` -> (N, 2, n) float32 (N = 1 for the master chain, else the chosen
+    stems), which decodes that window only and closes the files."""
+
+    def __init__(self, files: list[sf.SoundFile], chosen: list[int], summed: bool):
+        self.files, self.chosen, self.summed = files, chosen, summed
+        self.frames = min(f.frames for f in files)
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        out = np.empty((len(self.files), 2, n), dtype=np.float32)
+        try:
+            for k, f in enumerate(self.files):
+                f.seek(start)
+                data = f.read(n, dtype="float32", always_2d=True)
+                if data.shape[0] != n:
+                    raise CorruptSample(f"FLAC ends after {start + data.shape[0]} of {start + n} samples")
+                out[k] = data.T
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise CorruptSample(f"cannot decode FLAC ({getattr(e, 'error_string', e)})") from e
+        finally:
+            self.close()
+        return out.sum(axis=0, keepdims=True) if self.summed else out
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+class ArraySource:
+    """Audio already decoded (N, 2, n) (the Ray Data backend); ``open`` returns itself."""
+
+    def __init__(self, audio: np.ndarray, chosen: Sequence[int]):
+        self.audio = audio
+        self.chosen = list(chosen)
+        self.frames = audio.shape[-1]
+
+    def open(self, chain: str, max_stems: int, rng: np.random.Generator, sample_rate: int) -> "ArraySource":
+        return self
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        return np.ascontiguousarray(self.audio[..., start : start + n], dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- stream stages
+
+
+def shuffled(stream: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """Shuffle with a buffer of ``size`` items: each slot is emitted at a random time."""
+    if size <= 1:
+        yield from stream
+        return
+    buf: list[Any] = []
+    for item in stream:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        i = int(rng.integers(size))
+        yield buf[i]
+        buf[i] = item
+    order = rng.permutation(len(buf))
+    for i in order:
+        yield buf[i]
+
+
+def batched(stream: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` items; the last one may be shorter (every sample is seen)."""
+    batch: list[Any] = []
+    for item in stream:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def epoch_generators(seed: int, epoch: int, consumer: int) -> tuple[np.random.Generator, torch.Generator]:
+    """The RNGs of one consumer for one epoch (numpy for sampling, torch for tensors)."""
+    rng = np.random.default_rng([seed, epoch, consumer, 1])
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    return rng, gen
+
+
+# ---------------------------------------------------------------- batches
+
+
+class BatchMaker:
+    """Items -> one training batch: segment, decode, augment, make the pair (both backends)."""
+
+    def __init__(self, config: ReaderConfig, sample_rate: int, pair_fn: PairFn, stats: Counter):
+        self.cfg = config
+        self.sr = sample_rate
+        self.pair_fn = pair_fn
+        self.stats = stats
+        self.scales = np.asarray(config.scales)
+        self.p = np.asarray(config.weights) / sum(config.weights)
+
+    def __call__(self, items: list[Item], rng: np.random.Generator, gen: torch.Generator) -> dict[str, Any] | None:
+        cfg = self.cfg
+        scale = float(self.scales[rng.choice(len(self.scales), p=self.p)]) if len(self.scales) > 1 else float(self.scales[0])
+        plan = draw_plan(cfg.augment, len(items), gen)
+        opened = []
+        for i, item in enumerate(items):
+            try:
+                opened.append((i, item.source.open(cfg.chain, cfg.max_stems, rng, self.sr)))
+            except CorruptSample as e:
+                skip(self.stats, item.key, item.url, str(e))
+        if not opened:
+            return None
+        if scale > 0:
+            length = int(round(scale * self.sr))
+        else:  # the full track: cut the batch to its shortest item (less what stretching needs)
+            length = min(h.frames for _, h in opened)
+            if source_length(plan, length) > length:
+                length = max(1, int((length - 2) / plan.rate))
+        need = source_length(plan, length)
+        audio, valid, kept, chosen = [], [], [], []
+        for i, h in opened:
+            n = h.frames
+            start = int(rng.integers(0, n - need + 1)) if n > need else 0
+            try:
+                a = h.read(start, min(n, need))
+            except CorruptSample as e:
+                skip(self.stats, items[i].key, items[i].url, str(e))
+                continue
+            if n < need:
+                self.stats["padded"] += 1
+                a = np.pad(a, ((0, 0), (0, 0), (0, need - n)))
+            audio.append(a)
+            valid.append(min(length, int(n / plan.rate)))
+            kept.append(i)
+            chosen.append(h.chosen)
+        if not kept:
+            return None
+        items = [items[i] for i in kept]
+        plan = _take(plan, kept)
+        batch = self._pair(audio, items, chosen, plan, length, gen)
+        batch.update(
+            genre=torch.tensor([GENRE_INDEX.get(it.genre, -1) if it.genre else -1 for it in items], dtype=torch.long),
+            track_id=[str(it.meta.get("track_id", it.key)) for it in items],
+            corpus=[str(it.meta.get("corpus", "")) for it in items],
+            key=[it.key for it in items],
+            valid_samples=torch.tensor(valid, dtype=torch.long),
+            segment_seconds=length / self.sr,
+        )
+        self.stats["samples"] += len(items)
+        return batch
+
+    def _pair(
+        self, audio: list[np.ndarray], items: list[Item], chosen: list[list[int]], plan: WavePlan, length: int, gen
+    ) -> dict[str, Any]:
+        cfg, aug = self.cfg, self.cfg.augment.any_waveform
+        if cfg.chain == "master":
+            x = torch.from_numpy(np.concatenate(audio, axis=0))  # (B, 2, T')
+            if aug:
+                x = augment_waveform(x, plan, self.sr, gen, length=length)
+            return dict(self.pair_fn(x[..., :length], self.sr, gen, strength=cfg.pair_strength))
+        s = max(a.shape[0] for a in audio)
+        stems = torch.zeros(len(audio), s, 2, audio[0].shape[-1])
+        mask = torch.zeros(len(audio), s, dtype=torch.bool)
+        for b, a in enumerate(audio):
+            stems[b, : a.shape[0]] = torch.from_numpy(a)
+            mask[b, : a.shape[0]] = True
+        if aug:
+            stems = augment_waveform(stems, plan, self.sr, gen, length=length)
+        out = dict(self.pair_fn(stems[..., :length], mask, self.sr, gen, strength=cfg.pair_strength))
+        roles = [list(it.meta.get("stems") or []) for it in items]
+        out["stems"] = [[r[i] for i in c] for r, c in zip(roles, chosen)]
+        return out
+
+
+def _take(plan: WavePlan, idx: list[int]) -> WavePlan:
+    if len(idx) == plan.gain.shape[0]:
+        return plan
+    snr = plan.snr_db[idx] if plan.snr_db is not None else None
+    return WavePlan(gain=plan.gain[idx], sign=plan.sign[idx], rate=plan.rate, pitch=plan.pitch, snr_db=snr)
+
+
+# ---------------------------------------------------------------- pair functions
+
+
+def default_pair_fn(chain: str) -> PairFn:
+    """``mixscale.data.pairs.make_master_pair`` or ``make_mix_pair``."""
+    from mixscale.data import pairs
+
+    return pairs.make_master_pair if chain == "master" else pairs.make_mix_pair
+
+
+def reference_pair_master(x_ref: torch.Tensor, sample_rate: int, generator: torch.Generator, strength: float = 1.0) -> dict:
+    """No perturbation: x_in is x_ref (B, 2, T). For decode-only measurements and tests."""
+    return {"x_in": x_ref, "x_ref": x_ref}
+
+
+def reference_pair_mix(
+    stems_ref: torch.Tensor, stem_mask: torch.Tensor, sample_rate: int, generator: torch.Generator, strength: float = 1.0
+) -> dict:
+    """No perturbation: stems_in is stems_ref (B, S, 2, T); x_ref is their sum (B, 2, T)."""
+    return {"stems_in": stems_ref, "stem_mask": stem_mask, "x_ref": stems_ref.sum(dim=1)}
+
+
+def reference_pair_fn(chain: str) -> PairFn:
+    return reference_pair_master if chain == "master" else reference_pair_mix
+
+
+# ---------------------------------------------------------------- the datasets and the loader
+
+
+class _StreamBase(IterableDataset):
+    """What both backends share: config, shard list, epoch, consumer identity, batch stages."""
+
+    def __init__(
+        self, config: ReaderConfig, rank: int, world_size: int, pair_fn: PairFn | None, batch_fn: BatchFn | None = None
+    ):
+        if not 0 <= rank < world_size:
+            raise MixscaleError(f"reader: rank = {rank} is out of range; allowed [0, world_size={world_size})")
+        self.config = config
+        self.rank, self.world_size = rank, world_size
+        self.pair_fn = pair_fn or default_pair_fn(config.chain)
+        self.batch_fn = batch_fn
+        self.shards, self.sample_rate = list_shards(config.url, config.split, config.storage_options)
+        self.epoch = 0
+        # Shared with persistent loader workers (``StreamLoader``), so set_epoch reaches them.
+        self.shared_epoch: Any = None
+        self.stats: Counter = Counter()
+        self._pending: Counter = Counter()
+        counts: Counter = Counter()
+        for s in self.shards:
+            counts.update(s.genres)
+        self.genre_weights = genre_weights(counts, fmt.NO_GENRE) if config.genre_balanced else {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the shard order, the assignment and every random draw of the next iteration."""
+        self.epoch = int(epoch)
+        if self.shared_epoch is not None:
+            self.shared_epoch.value = self.epoch
+
+    def current_epoch(self) -> int:
+        """The epoch as set in the training process (read by workers when an iteration starts)."""
+        return int(self.shared_epoch.value) if self.shared_epoch is not None else self.epoch
+
+    @property
+    def num_samples(self) -> int:
+        """Samples of the split, over all ranks (from the index)."""
+        return sum(s.samples for s in self.shards)
+
+    def _batches(self, items: Iterable[Item], rng: np.random.Generator, gen: torch.Generator) -> Iterator[dict]:
+        cfg = self.config
+        if self.genre_weights:
+            items = balance_genres(items, self.genre_weights, lambda it: it.genre or fmt.NO_GENRE, rng)
+        items = shuffled(items, cfg.shuffle_buffer, rng)
+        make = BatchMaker(cfg, self.sample_rate, self.pair_fn, self._pending)
+        for group in batched(items, cfg.batch_size):
+            batch = make(group, rng, gen)
+            if batch is not None:
+                yield self._with_stats(self.batch_fn(batch) if self.batch_fn else batch)
+        if self._pending:
+            yield self._with_stats({})
+
+    def _with_stats(self, batch: dict) -> dict:
+        batch[STATS_KEY] = dict(self._pending)
+        self.stats.update(self._pending)
+        self._pending.clear()
+        return batch
+
+
+class ShardStream(_StreamBase):
+    """The webdataset backend: each loader worker streams, decodes and pairs its share.
+
+    Iterate it through ``StreamLoader`` (``make_dataloader``): batches carry the workers'
+    counter deltas under ``STATS_KEY``, which the loader removes and sums.
+    """
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        consumers, consumer = self.world_size * nw, self.rank * nw + wid
+        epoch = self.current_epoch()
+        rng, gen = epoch_generators(self.config.seed, epoch, consumer)
+        shards, modulo = assign_shards(self.shards, consumers, consumer, epoch, self.config.seed)
+        yield from self._batches(self._items(shards, consumers, consumer, modulo), rng, gen)
+
+    def _items(self, shards: list[ShardInfo], consumers: int, consumer: int, modulo: bool) -> Iterator[Item]:
+        index = 0
+        for shard in shards:
+            for sample in iter_tar_samples(shard.url, self.config.storage_options, self._pending):
+                index += 1
+                if modulo and (index - 1) % consumers != consumer:
+                    continue
+                item = parse_item(sample, self.config.chain, self._pending)
+                if item is not None:
+                    yield item
+
+
+class StreamLoader(DataLoader):
+    """A ``DataLoader`` over a reader dataset. ``stats`` sums every worker's counters
+    (samples, corrupt, corrupt_shards, no_stems, padded); ``set_epoch`` reshuffles.
+
+    Loader workers persist across epochs (the first batches of a fresh process pay for
+    lazy initialization in torch, about a second), and read the epoch from shared memory.
+    """
+
+    def __init__(
+        self, dataset: _StreamBase, num_workers: int, prefetch_factor: int | None = None, worker_start: str = "forkserver"
+    ):
+        kw: dict[str, Any] = {}
+        if num_workers > 0:
+            ctx = multiprocessing.get_context(worker_start)
+            if worker_start == "forkserver":
+                ctx.set_forkserver_preload(FORKSERVER_PRELOAD)  # no effect once the server runs
+            dataset.shared_epoch = ctx.RawValue("q", dataset.epoch)
+            kw = {"prefetch_factor": prefetch_factor, "multiprocessing_context": ctx, "persistent_workers": True}
+        super().__init__(dataset, batch_size=None, num_workers=num_workers, **kw)
+        self.stats: Counter = Counter()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in super().__iter__():
+            delta = batch.pop(STATS_KEY, None)
+            if delta:
+                self.stats.update(delta)
+            if batch:
+                yield batch
+
+
+def make_dataloader(
+    config: ReaderConfig,
+    rank: int = 0,
+    world_size: int = 1,
+    pair_fn: PairFn | None = None,
+    batch_fn: BatchFn | None = None,
+) -> StreamLoader:
+    """The training loader of one rank (Ray Train: ``get_context().get_world_rank()`` and
+    ``get_world_size()``). ``pair_fn`` defaults to ``mixscale.data.pairs`` for the chain;
+    ``reference_pair_fn(chain)`` returns unperturbed references. ``batch_fn(batch) -> batch``
+    runs on each finished batch where it is made (in the loader workers), e.g. to add
+    features for training on CPU. With loader workers started by "forkserver" or "spawn"
+    both must be picklable (module-level functions or objects), and a script that makes a
+    loader must guard its entry point with ``if __name__ == "__main__":``. Call
+    ``set_epoch`` before each epoch. Ranks may get different numbers of samples (whole
+    shards go to ranks).
+    """
+    if config.backend == "ray_data":
+        from mixscale.data.ray_reader import RayStream
+
+        return StreamLoader(RayStream(config, rank, world_size, pair_fn, batch_fn), num_workers=0)
+    dataset = ShardStream(config, rank, world_size, pair_fn, batch_fn)
+    return StreamLoader(dataset, config.num_workers, config.prefetch_factor, config.worker_start)
