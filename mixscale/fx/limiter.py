@@ -67,9 +67,10 @@ def true_peak_limiter(x: torch.Tensor, sample_rate: int, *, ceiling_dbtp, releas
     lookahead = max(1, round(LOOKAHEAD_MS * sample_rate / 1000.0))
     release_coef = time_constant_coefficient(release_ms, sample_rate)
     ceiling = db_to_amp(ceiling_dbtp)
+    floor = db_to_amp(ceiling_dbtp - SAFETY_DB).detach()
     y = x
     for _ in range(MAX_PASSES):
-        envelope = true_peak_envelope(y, DETECTION_OVERSAMPLING)
+        envelope = true_peak_envelope(y, DETECTION_OVERSAMPLING, floor=floor)
         over = (envelope.amax(-1) > ceiling).detach()
         if not bool(over.any()):
             break
