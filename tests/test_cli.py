@@ -350,7 +350,7 @@ def test_quickstart_runs_what_exists_and_says_what_does_not(tmp_path, capfd, ray
     out = tmp_path / "qs"
     status, stdout, err = run_in_process(capfd, "quickstart", "--out", out, "--seconds", "4")
     assert status == 0, err
-    assert "training and evaluation are not built yet" in stdout
+    assert "evaluation and model-driven mastering are not built yet" in stdout
     for command in ("synth", "shards build", "shards inspect", "analyze", "master", "render"):
         assert f"$ mixscale {command} " in stdout
     assert "rendering the saved settings reproduces the master" in stdout

@@ -1,6 +1,7 @@
 """``mixscale quickstart [--out DIR]``: run what exists today, end to end.
 
-Training and evaluation are not built yet. Until they are, the quickstart writes one
+Evaluation and model-driven mastering are not built yet (``mixscale train`` is, and
+runs on its own). Until they are, the quickstart does not train: it writes one
 song of the synthetic corpus, packs it into shards, and runs the audio commands on
 its mix (analyze, master, render the saved settings), each as the command a user
 would type, and says plainly what it did not run.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 
 ORDER = 90
-NOT_BUILT = "training and evaluation are not built yet"
+NOT_BUILT = "evaluation and model-driven mastering are not built yet"
 RUNS = "synth -> shards -> analyze -> master -> render"
 
 
