@@ -13,7 +13,7 @@ log-mel features of its input (2048-point STFT, hop 512, 128 mels, mono):
   the same pair function on that one item, ``librosa.feature.melspectrogram`` and
   ``power_to_db`` of its input; one process. Same clips, same pairs, same features.
   "naive" runs with the libraries' default threads, as such a script usually does;
-  "naive, 1 thread" limits torch, BLAS and OpenMP to one thread each, which is much
+  "naive, 1 thread" limits torch, BLAS and OpenMP to one thread each, which is far
   faster on 2 cores (the pools otherwise spin against each other). The goal is
   judged against the faster of the two.
 * reader, no pairs / naive, no pairs (1 thread): both without the pair function
@@ -24,23 +24,29 @@ log-mel features of its input (2048-point STFT, hop 512, 128 mels, mono):
 * decode-only: one loop that streams the shards and decodes every FLAC mix in full
   with soundfile, nothing else: the cost of decoding alone.
 * ray_data: the reader with ``backend="ray_data"`` (decoding in Ray Data tasks on a
-  local Ray with every core; pairs and features in the consuming process).
+  local Ray with every core; pairs and features in the consuming process, which
+  runs with one thread as a Ray Train worker does by default).
 
 Every method first runs an untimed warm-up (worker and Ray start, imports, first
 calls; each reader keeps one loader, and so its workers, across epochs, as training
 does), then ``--rounds`` timed epochs, interleaved across methods so that other
-load on a shared machine hits them alike; the median is kept. Prints a table, then
-one JSON line.
+load on a shared machine hits them alike; the median is kept. Besides wall-clock
+pairs per second, the table gives CPU milliseconds per pair (this process, plus the
+loader workers' own count, ``stats["cpu_s"]``): on a machine that other jobs share,
+wall-clock rates move with their load, CPU time per pair hardly does. Prints a
+table, then one JSON line.
 
-Backend choice: ``webdataset`` (the default), because it delivered about twice the
-pairs per second of Ray Data here (2 cores: 14.8 against 7.8 pairs/s, run of
-2026-11-21). Both decode the same windows; Ray Data adds its scheduler and object
-store traffic (decoded windows are serialized into the object store and read back),
-and its tasks compete for the cores with the one training process that makes pairs
-and features, while each webdataset loader worker makes pairs next to where it
-decodes, so pair-making (the dominant cost) runs in parallel. Ray Data is the
-choice when decoding must run on other machines than training (CPU nodes feeding
-GPU trainers that make pairs on the GPU); ``backend: ray_data`` keeps that open.
+Backend choice: ``webdataset`` (the default). In every comparable run here (2 cores,
+2026-11-21) it delivered more pairs per second than Ray Data: 41.2 against 21.8
+(1.9x) in the last run, 3.4x in one where the consumer kept its default threads
+(the JSON's ``ray_data_vs_reader`` is the inverse). Both
+decode the same windows; Ray Data adds its scheduler and object store traffic
+(decoded windows are serialized into the object store and read back), and its
+tasks compete for the cores with the one training process that makes pairs and
+features, while each webdataset loader worker makes pairs and features next to
+where it decodes, so the dominant cost runs in parallel. Ray Data is the choice
+when decoding must run on other machines than training (CPU nodes feeding GPU
+trainers that make pairs on the GPU); ``backend: ray_data`` keeps that open.
 
     python bench/data.py [--clips 64] [--seconds 10] [--segment 4] [--batch 8] [--workers 2] [--rounds 3]
 """
@@ -52,10 +58,12 @@ import io
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -93,60 +101,76 @@ class MelOfInput:
         return batch
 
 
-def reader_epochs(cfg: ReaderConfig, pair_fn=None):
+@contextmanager
+def one_thread():
+    """torch, BLAS and OpenMP limited to one thread each in this process."""
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def reader_epochs(cfg: ReaderConfig, pair_fn=None, single_thread: bool = False):
     """A function running one epoch of one loader (kept across epochs, as in training) with
-    log-mel features of each batch's input; it returns the number of pairs."""
+    log-mel features of each batch's input (``batch_fn``). It returns (pairs, CPU seconds of
+    this process plus the loader workers' ``stats["cpu_s"]``; None for Ray Data, whose
+    decoding runs in Ray's processes). ``single_thread``: the consuming process runs with one
+    thread, as a Ray Train worker does by default (OMP_NUM_THREADS=1)."""
     loader = make_dataloader(cfg, pair_fn=pair_fn, batch_fn=MelOfInput())
 
-    def run(epoch: int) -> int:
+    def run(epoch: int) -> tuple[int, float | None]:
         loader.set_epoch(epoch)
-        return sum(batch["mel_in"].shape[0] for batch in loader)
+        worker_cpu, cpu = loader.stats["cpu_s"], time.process_time()
+        with one_thread() if single_thread else nullcontext():
+            n = sum(batch["mel_in"].shape[0] for batch in loader)
+        if cfg.num_workers == 0 or cfg.backend == "ray_data":
+            return n, None if cfg.backend == "ray_data" else time.process_time() - cpu
+        return n, time.process_time() - cpu + loader.stats["cpu_s"] - worker_cpu
 
     return run
 
 
-def run_naive(files: list[str], segment_s: float, epoch: int, pairs: bool = True, one_thread: bool = False) -> int:
+def run_naive(files: list[str], segment_s: float, epoch: int, pairs: bool = True, single_thread: bool = False):
     """Per file: librosa.load, a random window, the pair (unless ``pairs`` is False), and
-    librosa's log-mel of the pair's input. ``one_thread``: torch, BLAS and OpenMP limited
-    to one thread each (on 2 cores their thread pools otherwise spin against each other)."""
-    if one_thread:
-        from threadpoolctl import threadpool_limits
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with threadpool_limits(limits=1):
-                return run_naive(files, segment_s, epoch, pairs)
-        finally:
-            torch.set_num_threads(threads)
+    librosa's log-mel of the pair's input. ``single_thread``: torch, BLAS and OpenMP limited
+    to one thread each (on 2 cores their pools otherwise spin against each other).
+    Returns (pairs, CPU seconds)."""
     import librosa
 
+    cpu = time.process_time()
     rng = np.random.default_rng(epoch)
     gen = torch.Generator().manual_seed(epoch)
     n = int(segment_s * SR)
-    for i in rng.permutation(len(files)):
-        y, sr = librosa.load(files[i], sr=None, mono=False)
-        start = int(rng.integers(0, y.shape[-1] - n + 1))
-        x = torch.from_numpy(np.ascontiguousarray(y[:, start : start + n]))[None]
-        if pairs:
-            with torch.no_grad():
-                x = make_master_pair(x, sr, gen)["x_in"]
-        spec = librosa.feature.melspectrogram(
-            y=x[0].mean(0).numpy(), sr=sr, n_fft=MEL.n_fft, hop_length=MEL.hop, n_mels=MEL.n_mels
-        )
-        librosa.power_to_db(spec, ref=1.0, amin=MEL.amin, top_db=None)
-    return len(files)
+    with one_thread() if single_thread else nullcontext():
+        for i in rng.permutation(len(files)):
+            y, sr = librosa.load(files[i], sr=None, mono=False)
+            start = int(rng.integers(0, y.shape[-1] - n + 1))
+            x = torch.from_numpy(np.ascontiguousarray(y[:, start : start + n]))[None]
+            if pairs:
+                with torch.no_grad():
+                    x = make_master_pair(x, sr, gen)["x_in"]
+            spec = librosa.feature.melspectrogram(
+                y=x[0].mean(0).numpy(), sr=sr, n_fft=MEL.n_fft, hop_length=MEL.hop, n_mels=MEL.n_mels
+            )
+            librosa.power_to_db(spec, ref=1.0, amin=MEL.amin, top_db=None)
+    return len(files), time.process_time() - cpu
 
 
-def run_decode_only(url: str) -> int:
-    """Stream every shard and decode every mix in full; nothing else."""
+def run_decode_only(url: str):
+    """Stream every shard and decode every mix in full; nothing else. Returns (clips, CPU s)."""
+    cpu = time.process_time()
     shards, _ = list_shards(url, "train")
     n, stats = 0, {}
     for shard in shards:
         for sample in iter_tar_samples(shard.url, {}, stats):
             sf.read(io.BytesIO(sample[MIX_EXT]), dtype="float32")
             n += 1
-    return n
+    return n, time.process_time() - cpu
 
 
 def main() -> None:
@@ -162,6 +186,14 @@ def main() -> None:
     logging.getLogger("ray").setLevel(logging.WARNING)
 
     tmp = tempfile.mkdtemp(prefix="mixscale-bench-data-")
+    try:
+        run_all(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, tmp: str) -> None:
+    """Write the clips under ``tmp``, measure every method, print the table and the JSON line."""
     url, files_dir = os.path.join(tmp, "shards"), os.path.join(tmp, "files")
     t0 = time.perf_counter()
     write_test_shards(url, args.clips, 8, seconds=args.seconds, sample_rate=SR, files_dir=files_dir)
@@ -175,13 +207,14 @@ def main() -> None:
     reader = ReaderConfig(**base)
     augment = AugmentConfig(gain=True, polarity=True, time_stretch=True, pitch_shift=True, noise=True)
     reference = reference_pair_fn("master")
-    # name -> (run one epoch -> items, reference row for the "x ref" column)
+    seg = args.segment
+    # name -> (one epoch: (items, CPU s or None), reference row for the ratio column)
     methods = {
         "reader": (reader_epochs(reader), "naive, 1 thread"),
-        "naive": (lambda e: run_naive(files, args.segment, e), "naive"),
-        "naive, 1 thread": (lambda e: run_naive(files, args.segment, e, one_thread=True), "naive"),
+        "naive": (lambda e: run_naive(files, seg, e), "naive"),
+        "naive, 1 thread": (lambda e: run_naive(files, seg, e, single_thread=True), "naive"),
         "reader, no pairs": (reader_epochs(reader, pair_fn=reference), "naive, no pairs"),
-        "naive, no pairs": (lambda e: run_naive(files, args.segment, e, pairs=False, one_thread=True), "naive, no pairs"),
+        "naive, no pairs": (lambda e: run_naive(files, seg, e, pairs=False, single_thread=True), "naive, no pairs"),
         "reader+augment": (reader_epochs(ReaderConfig(**base, augment=augment)), "reader"),
         "decode-only": (lambda e: run_decode_only(url), "decode-only"),
     }
@@ -191,43 +224,57 @@ def main() -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        methods["ray_data"] = (reader_epochs(ReaderConfig(**base, backend="ray_data")), "reader")
+        ray_cfg = ReaderConfig(**base, backend="ray_data")
+        methods["ray_data"] = (reader_epochs(ray_cfg, single_thread=True), "reader")
 
     # Warm-up: worker and Ray start, imports, first calls (the naive ones on a few files).
-    warm = {"naive": lambda: run_naive(files[:4], args.segment, 0),
-            "naive, 1 thread": lambda: run_naive(files[:4], args.segment, 0, one_thread=True),
-            "naive, no pairs": lambda: run_naive(files[:4], args.segment, 0, pairs=False, one_thread=True)}
+    warm = {"naive": lambda: run_naive(files[:4], seg, 0),
+            "naive, 1 thread": lambda: run_naive(files[:4], seg, 0, single_thread=True),
+            "naive, no pairs": lambda: run_naive(files[:4], seg, 0, pairs=False, single_thread=True)}
     for name, (fn, _) in methods.items():
         warm.get(name, lambda: fn(0))()
     rates: dict[str, list[float]] = {name: [] for name in methods}
+    cpus: dict[str, list[float]] = {name: [] for name in methods}
     for r in range(args.rounds):
         for name, (fn, _) in methods.items():
             t = time.perf_counter()
-            n = fn(r + 1)
+            n, cpu = fn(r + 1)
             rates[name].append(n / (time.perf_counter() - t))
+            if cpu is not None:
+                cpus[name].append(1000 * cpu / n)
     rate = {name: statistics.median(v) for name, v in rates.items()}
+    cpu_ms = {name: statistics.median(v) if v else None for name, v in cpus.items()}
 
-    print(f"\n{'method':<18}{'pairs/s':>9}{'ms/pair':>9}  {'vs':<16}{'ratio':>7}   (median of {args.rounds} epochs of {args.clips})")
+    print(f"\n{'method':<18}{'pairs/s':>9}{'ms/pair':>9}{'CPU ms':>8}  {'vs':<16}{'ratio':>6}"
+          f"   (median of {args.rounds} epochs of {args.clips}; CPU ms: CPU time per pair, all processes)")
     for name, (_, ref) in methods.items():
-        v = rate[name]
-        vs = "" if ref == name else f"{ref:<16}{v / rate[ref]:>7.2f}"
-        unit = "   (clips/s, every mix decoded in full)" if name == "decode-only" else ""
-        print(f"{name:<18}{v:>9.1f}{1000 / v:>9.1f}  {vs:<23}{unit}")
+        v, c = rate[name], cpu_ms[name]
+        vs = "" if ref == name else f"{ref:<16}{v / rate[ref]:>6.2f}"
+        note = "   clips/s, every mix decoded in full" if name == "decode-only" else ""
+        note = "   CPU: consumer only, Ray tasks not counted" if name == "ray_data" else note
+        print(f"{name:<18}{v:>9.1f}{1000 / v:>9.1f}{(f'{c:.1f}' if c else '-'):>8}  {vs:<22}{note}")
     best_naive = max(rate["naive"], rate["naive, 1 thread"])
     speedup = rate["reader"] / best_naive
+    efficiency = cpu_ms["naive, 1 thread"] / cpu_ms["reader"]
     print(f"\nreader / best naive = {speedup:.2f}x (goal >= 5x: {'met' if speedup >= 5 else 'NOT met'}); "
           f"reader / naive with default threads = {rate['reader'] / rate['naive']:.2f}x; "
-          f"without pairs: {rate['reader, no pairs'] / rate['naive, no pairs']:.2f}x; "
+          f"CPU per pair, naive (1 thread) / reader = {efficiency:.2f}; "
+          f"without pairs: {rate['reader, no pairs'] / rate['naive, no pairs']:.2f}x. "
           f"reader / decode-only = {rate['reader'] / rate['decode-only']:.2f} "
           f"(reader without pairs / decode-only = {rate['reader, no pairs'] / rate['decode-only']:.2f})")
+
+    def key(name: str) -> str:
+        return name.replace(", ", "_").replace(" ", "_").replace("+", "_").replace("-", "_")
+
     figures = {
         "clips": args.clips, "clip_s": args.seconds, "segment_s": args.segment, "batch": args.batch,
         "workers": args.workers, "cpus": os.cpu_count(), "rounds": args.rounds,
-        **{f"{name.replace(', ', '_').replace(' ', '_').replace('+', '_').replace('-', '_')}_per_s": round(v, 2)
-           for name, v in rate.items()},
+        **{f"{key(name)}_per_s": round(v, 2) for name, v in rate.items()},
+        **{f"{key(name)}_cpu_ms_per_pair": round(c, 2) for name, c in cpu_ms.items() if c is not None},
         "reader_vs_naive": round(speedup, 2),
         "goal_reader_vs_naive": 5.0,
         "reader_vs_naive_default_threads": round(rate["reader"] / rate["naive"], 2),
+        "cpu_efficiency_reader_vs_naive": round(efficiency, 2),
         "no_pairs_reader_vs_naive": round(rate["reader, no pairs"] / rate["naive, no pairs"], 2),
         "reader_vs_decode_only": round(rate["reader"] / rate["decode-only"], 3),
         "no_pairs_reader_vs_decode_only": round(rate["reader, no pairs"] / rate["decode-only"], 3),

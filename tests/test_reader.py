@@ -106,7 +106,7 @@ def test_one_loader_over_several_epochs_reshuffles_with_persistent_workers(tmp_p
         orders.append([t for b in loader for t in b["track_id"]])
     assert sorted(orders[0]) == sorted(orders[1]) == track_ids(16)
     assert orders[0] != orders[1] and orders[2] == orders[0]
-    assert loader.stats["samples"] == 48
+    assert loader.stats["samples"] == 48 and loader.stats["cpu_s"] > 0
 
 
 def _add_energy(batch: dict) -> dict:
@@ -464,3 +464,12 @@ def test_ray_data_backend_sample_level_split_and_stems(tmp_path, ray_session):
     assert {r for r, _ in batches} == {0, 1}
     for _, b in batches:
         assert b["stems_in"].shape[1:] == (2, 2, 4000) and all(len(r) == 2 for r in b["stems"])
+
+
+def test_ray_data_backend_survives_a_broken_tar(tmp_path, ray_session):
+    write_test_shards(str(tmp_path), 12, 4, seconds=0.5, sample_rate=SR)
+    truncate_shard(os.path.join(tmp_path, fmt.shard_path("train", 1)), 0.6)
+    batches, stats = _epoch(_config(str(tmp_path), backend="ray_data"))
+    ids = set(_ids(batches))
+    assert set(track_ids(12)[:4] + track_ids(12)[8:]) <= ids  # the other shards are whole
+    assert stats["missing"] == 12 - len(ids) > 0

@@ -15,8 +15,10 @@ whose key hashes (CRC-32) to it: every sample still goes to exactly one rank.
 
 A sample that cannot be decoded comes back as a row with a status; the rank skips,
 counts (``stats["corrupt"]``) and logs it. A tar whose structure is broken fails its
-Ray read task; Ray Data then stops the dataset unless
-``DataContext.max_errored_blocks`` allows it (the webdataset backend keeps going).
+Ray read task; the dataset allows failed blocks (``max_errored_blocks = -1`` on its
+own context), so training goes on without what that task had not yet delivered, and
+with a shard-level split the rank counts the samples it did not receive against the
+index (``stats["missing"]``) and logs them.
 
 Exactly-once holds as with the other backend; the order within an epoch depends on
 Ray's scheduling and is not reproducible sample for sample.
@@ -25,6 +27,7 @@ Ray's scheduling and is not reproducible sample for sample.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import zlib
 from typing import Any, Iterator, Mapping, Sequence
@@ -45,6 +48,8 @@ from mixscale.data.reader import (
     epoch_generators,
     skip,
 )
+
+log = logging.getLogger(__name__)
 
 # Samples per map_batches call of the decode stage.
 DECODE_BATCH = 8
@@ -134,6 +139,7 @@ def build_dataset(
         paths, filesystem=filesystem, decoder=lambda s: _keep_members(s, config.chain), override_num_blocks=len(paths)
     )
     share = (rank, world_size) if by_sample else None
+    ds.context.max_errored_blocks = -1  # a broken tar loses its rows, not the epoch (this dataset only)
     return ds.map_batches(
         _decode_rows,
         fn_kwargs={"config": config, "sample_rate": sample_rate, "epoch": epoch, "share": share},
@@ -162,10 +168,16 @@ class RayStream(_StreamBase):
         epoch = self.current_epoch()
         rng, gen = epoch_generators(self.config.seed, epoch, self.rank)
         ds = build_dataset(self.config, self.shards, self.sample_rate, self.rank, self.world_size, epoch)
-        yield from self._batches(self._items(ds), rng, gen)
+        mine, by_sample = assign_shards(self.shards, self.world_size, self.rank, epoch, self.config.seed)
+        expected = None if by_sample else sum(s.samples for s in mine)
+        yield from self._batches(self._items(ds, expected), rng, gen)
 
-    def _items(self, ds) -> Iterator[Item]:
+    def _items(self, ds, expected: int | None) -> Iterator[Item]:
+        """Items from decoded rows; at the end, rows that never came (``expected`` from the
+        index, for a shard-level split) are counted as missing."""
+        rows = 0
         for row in ds.iter_rows():
+            rows += 1
             status = str(row["status"])
             if status == _NO_STEMS:
                 self._pending["no_stems"] += 1
@@ -174,3 +186,7 @@ class RayStream(_StreamBase):
             else:
                 chosen = [int(i) for i in str(row["chosen"]).split(",") if i]
                 yield Item(str(row["key"]), str(row["url"]), json.loads(row["meta"]), ArraySource(row["audio"], chosen))
+        if expected is not None and rows < expected:
+            self._pending["missing"] += expected - rows
+            log.warning("rank %d received %d of the %d samples of its shards; the rest was in a shard "
+                        "that Ray Data could not read", self.rank, rows, expected)

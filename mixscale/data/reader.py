@@ -30,7 +30,7 @@ Corrupt data never stops training: a sample whose metadata or audio cannot be
 decoded is skipped, counted in ``stats["corrupt"]`` and logged with its shard and
 key; a tar that breaks off (truncated, bad header) loses the rest of that shard,
 counted in ``stats["corrupt_shards"]``. The loader's ``stats`` sums the counters of
-all its workers.
+all its workers (and ``cpu_s``, the CPU time they spent making batches).
 
 Batches (legend in ``mixscale``), chain "master":
   x_in (B, 2, T), x_ref (B, 2, T), target (B, P), target_mask (B, P) from ``pair_fn``;
@@ -54,6 +54,7 @@ import logging
 import math
 import multiprocessing
 import tarfile
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -552,6 +553,7 @@ class _StreamBase(IterableDataset):
         self.shared_epoch: Any = None
         self.stats: Counter = Counter()
         self._pending: Counter = Counter()
+        self._cpu_mark = 0.0
         counts: Counter = Counter()
         for s in self.shards:
             counts.update(s.genres)
@@ -578,14 +580,18 @@ class _StreamBase(IterableDataset):
             items = balance_genres(items, self.genre_weights, lambda it: it.genre or fmt.NO_GENRE, rng)
         items = shuffled(items, cfg.shuffle_buffer, rng)
         make = BatchMaker(cfg, self.sample_rate, self.pair_fn, self._pending)
+        self._cpu_mark = time.process_time()
         for group in batched(items, cfg.batch_size):
             batch = make(group, rng, gen)
             if batch is not None:
                 yield self._with_stats(self.batch_fn(batch) if self.batch_fn else batch)
-        if self._pending:
-            yield self._with_stats({})
+                self._cpu_mark = time.process_time()  # what the consumer did meanwhile is not ours
+        yield self._with_stats({})
 
     def _with_stats(self, batch: dict) -> dict:
+        """Attach (and forget) the counter deltas since the last batch, with ``cpu_s``: the CPU
+        time of this process while it made the batch (not while handing it over)."""
+        self._pending["cpu_s"] += time.process_time() - self._cpu_mark
         batch[STATS_KEY] = dict(self._pending)
         self.stats.update(self._pending)
         self._pending.clear()
@@ -622,7 +628,8 @@ class ShardStream(_StreamBase):
 
 class StreamLoader(DataLoader):
     """A ``DataLoader`` over a reader dataset. ``stats`` sums every worker's counters
-    (samples, corrupt, corrupt_shards, no_stems, padded); ``set_epoch`` reshuffles.
+    (samples, corrupt, corrupt_shards, no_stems, padded, and cpu_s: CPU seconds spent
+    making batches); ``set_epoch`` reshuffles.
 
     Loader workers persist across epochs (the first batches of a fresh process pay for
     lazy initialization in torch, about a second), and read the epoch from shared memory.
