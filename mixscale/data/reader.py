@@ -56,7 +56,7 @@ import multiprocessing
 import tarfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import fsspec
@@ -76,6 +76,7 @@ from mixscale.data.augment import (
     genre_weights,
     source_length,
 )
+from mixscale.configs import reject_unknown_fields
 from mixscale.errors import CorpusError, MixscaleError
 from mixscale.genres import GENRE_INDEX
 
@@ -171,10 +172,7 @@ class ReaderConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ReaderConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise MixscaleError(f"reader config: unknown field(s) {unknown}; allowed {sorted(known)}")
+        reject_unknown_fields(cls, d, "reader config")
         return cls(**d)
 
 

@@ -18,13 +18,14 @@ contract. Task "master": outputs settings (B, P), genre_logits (B, G); batch x_i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from mixscale import schema
+from mixscale.configs import reject_unknown_fields
 from mixscale.errors import MixscaleError
 from mixscale.fx.chain import complete_settings, master_pre_limiter, stem_chain
 from mixscale.fx.processors import MasterChain, MixChain
@@ -83,10 +84,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LossConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise MixscaleError(f"loss config: unknown field(s) {unknown}; allowed {sorted(known)}")
+        reject_unknown_fields(cls, d, "loss config")
         return cls(**d)
 
 
