@@ -15,41 +15,20 @@ the predicted genre distribution (detached) where it is unknown.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from mixscale.errors import MixscaleError
-from mixscale.models import builders
 from mixscale.models.config import ModelConfig
-from mixscale.models.heads import GenreConditioner, GenreHead, SettingsHead
+from mixscale.models.base import AudioModel
+from mixscale.models.heads import SettingsHead
 
 
-class MasterModel(nn.Module):
+class MasterModel(AudioModel):
     chain = "master"
+    task = "master"
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        if config.task != "master":
-            raise MixscaleError(f"MasterModel needs task 'master'; config has task {config.task!r}")
-        self.config = config = builders.resolve_config(config)
-        self.front = builders.build_front_end(config)
-        self.input_norm = builders.build_input_norm(config)
-        self.encoder = builders.build_encoder(config)
-        d, h, p = config.embed_dim, config.head_hidden, config.dropout
-        self.genre_head = GenreHead(d, h, p)
-        self.conditioner = GenreConditioner(config.genre_embed_dim) if config.genre_conditioning else None
-        self.settings_head = SettingsHead("master", d, h, p, config.genre_embed_dim if self.conditioner else 0)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def task(self) -> str:
-        return self.config.task
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Audio (B, C, T) -> encoder input: log-mel views (B, K, M, F) or descriptors (B, K)."""
-        return self.front(x)
+        super().__init__(config)
+        c = self.config
+        self.settings_head = SettingsHead("master", c.embed_dim, c.head_hidden, c.dropout, self.genre_embed_dim)
 
     def forward(self, x: torch.Tensor | None = None, genre: torch.Tensor | None = None,
                 features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

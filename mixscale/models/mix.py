@@ -22,45 +22,26 @@ from torch import nn
 
 from mixscale import schema
 from mixscale.errors import MixscaleError
-from mixscale.models import builders
 from mixscale.models.config import ModelConfig
-from mixscale.models.heads import GenreConditioner, GenreHead, SettingsHead
+from mixscale.models.base import AudioModel
+from mixscale.models.heads import SettingsHead
 
 
-class MixModel(nn.Module):
+class MixModel(AudioModel):
     chain = "stem"
+    task = "mix"
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        if config.task != "mix":
-            raise MixscaleError(f"MixModel needs task 'mix'; config has task {config.task!r}")
-        self.config = config = builders.resolve_config(config)
-        self.front = builders.build_front_end(config)
-        self.input_norm = builders.build_input_norm(config)
-        self.encoder = builders.build_encoder(config)
-        d, h, p = config.embed_dim, config.head_hidden, config.dropout
-        layer = nn.TransformerEncoderLayer(d, config.mix_heads, dim_feedforward=2 * d, dropout=p,
+        super().__init__(config)
+        c = self.config
+        d, h, p, e = c.embed_dim, c.head_hidden, c.dropout, self.genre_embed_dim
+        layer = nn.TransformerEncoderLayer(d, c.mix_heads, dim_feedforward=2 * d, dropout=p,
                                            batch_first=True, norm_first=True)
-        self.context = nn.TransformerEncoder(layer, config.mix_layers, enable_nested_tensor=False)
-        self.genre_head = GenreHead(d, h, p)
-        self.conditioner = GenreConditioner(config.genre_embed_dim) if config.genre_conditioning else None
-        e = config.genre_embed_dim if self.conditioner else 0
+        self.context = nn.TransformerEncoder(layer, c.mix_layers, enable_nested_tensor=False)
         self.stem_head = SettingsHead("stem", d, h, p, e)
         self.master_head = SettingsHead("master", d, h, p, e)
         neutral = torch.tensor([float(schema.normalize(q, q.default)) for q in schema.params("stem")])
         self.register_buffer("stem_defaults", neutral, persistent=False)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def task(self) -> str:
-        return self.config.task
-
-    def features(self, stems: torch.Tensor) -> torch.Tensor:
-        """Stems (N, C, T) -> per-stem encoder input (N, ...)."""
-        return self.front(stems)
 
     def forward(self, stems: torch.Tensor | None = None, stem_mask: torch.Tensor | None = None,
                 genre: torch.Tensor | None = None, features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
