@@ -72,16 +72,22 @@ def stem_chain(x: torch.Tensor, sample_rate: int, settings: Mapping) -> torch.Te
     return compressor(y, sample_rate, **_group(s, "comp."))
 
 
-def mix_chain(stems: torch.Tensor, sample_rate: int, stem_settings: Mapping, master_settings: Mapping,
-              stem_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Process each stem, sum the stems that the mask keeps, and master the sum.
-
-    stems (B, S, 2, T) -> mix (B, 2, T). The result does not depend on stem order.
-    """
+def mix_bus(stems: torch.Tensor, sample_rate: int, stem_settings: Mapping,
+            stem_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Process each stem and sum the stems that the mask keeps: stems (B, S, 2, T) -> bus (B, 2, T)."""
     B, S, C, T = stems.shape
     s = complete_settings(stem_settings, "stem", (B, S), stems)
     flat = {k: v.reshape(B * S) for k, v in s.items()}
     processed = stem_chain(stems.reshape(B * S, C, T), sample_rate, flat).reshape(B, S, C, T)
     if stem_mask is not None:
         processed = processed * stem_mask.to(processed.dtype)[:, :, None, None]
-    return master_chain(processed.sum(dim=1), sample_rate, master_settings)
+    return processed.sum(dim=1)
+
+
+def mix_chain(stems: torch.Tensor, sample_rate: int, stem_settings: Mapping, master_settings: Mapping,
+              stem_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Process each stem, sum the stems that the mask keeps, and master the sum.
+
+    stems (B, S, 2, T) -> mix (B, 2, T). The result does not depend on stem order.
+    """
+    return master_chain(mix_bus(stems, sample_rate, stem_settings, stem_mask), sample_rate, master_settings)

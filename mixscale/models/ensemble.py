@@ -53,18 +53,26 @@ class Ensemble(nn.Module):
         self.sample_rate = rates.pop()
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        outs = [m(*args, **kwargs) for m in self.members]
-        ref = outs[0]["genre_logits"]
-        w = torch.tensor(self.weights, dtype=ref.dtype, device=ref.device)
+        return combine([m(*args, **kwargs) for m in self.members], self.weights, self.task)
 
-        def wsum(stacked: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (...)
-            return torch.tensordot(w, stacked, dims=1)
 
-        probs = wsum(torch.stack([o["genre_logits"].softmax(dim=-1) for o in outs]))
-        result = {"genre_probs": probs, "genre_logits": probs.clamp_min(1e-12).log()}
-        for key in SETTINGS_KEYS[self.task]:
-            stacked = torch.stack([o[key] for o in outs])        # (N, B, ...)
-            mean = wsum(stacked)
-            result[key] = mean
-            result[UNCERTAINTY_KEYS[key]] = wsum((stacked - mean).square()).clamp_min(0.0).sqrt()
-        return result
+def combine(outs: Sequence[dict[str, torch.Tensor]], weights: Sequence[float], task: str = "master"
+            ) -> dict[str, torch.Tensor]:
+    """The ensemble's output from its members' outputs ``outs`` and normalized ``weights``.
+
+    Shared by ``Ensemble.forward`` and the server, which runs members as separate deployments.
+    """
+    ref = outs[0]["genre_logits"]
+    w = torch.tensor(list(weights), dtype=ref.dtype, device=ref.device)
+
+    def wsum(stacked: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (...)
+        return torch.tensordot(w, stacked, dims=1)
+
+    probs = wsum(torch.stack([o["genre_logits"].softmax(dim=-1) for o in outs]))
+    result = {"genre_probs": probs, "genre_logits": probs.clamp_min(1e-12).log()}
+    for key in SETTINGS_KEYS[task]:
+        stacked = torch.stack([o[key] for o in outs])        # (N, B, ...)
+        mean = wsum(stacked)
+        result[key] = mean
+        result[UNCERTAINTY_KEYS[key]] = wsum((stacked - mean).square()).clamp_min(0.0).sqrt()
+    return result
