@@ -33,8 +33,9 @@ HOME_ENV = "MIXSCALE_HOME"
 TASKS = ("master", "mix")
 PACKAGED_MODELS = Path(__file__).parent / "assets" / "models"
 # Settings that set how much an effect does; the neutral default makes the effect an identity.
-# Intensity scales these; the others (frequencies, Q, time constants, knee, threshold) say
-# where and how, and are kept as predicted.
+# Intensity scales these, and the limiter's (whose release shapes the master even at neutral
+# amounts); the others (frequencies, Q, the compressor's time constants, knee and threshold)
+# say where and how, and are kept as predicted: they do nothing at neutral amounts.
 AMOUNT_SUFFIXES = ("gain_db", "pan", "ratio", "makeup_db", "amount")
 DEFAULT_TARGET_LUFS = -14.0
 DEFAULT_CEILING_DBTP = -1.0
@@ -79,7 +80,8 @@ def genre_index(genre: str | None) -> int | None:
 
 
 def is_amount(name: str) -> bool:
-    return name.rsplit(".", 1)[-1] in AMOUNT_SUFFIXES
+    """Whether ``apply_intensity`` scales the setting ``name``."""
+    return name.rsplit(".", 1)[-1] in AMOUNT_SUFFIXES or name.startswith("limiter.")
 
 
 def apply_intensity(settings: Mapping[str, float], chain: str, intensity: float) -> dict[str, float]:
@@ -100,16 +102,19 @@ def apply_intensity(settings: Mapping[str, float], chain: str, intensity: float)
     return out
 
 
-def check_intensity(intensity: float) -> None:
+def check_intensity(intensity: float, name: str = "intensity") -> None:
     if not (isinstance(intensity, (int, float)) and 0.0 <= intensity <= 1.0):
-        raise SettingsError(f"intensity = {intensity!r} is out of range; allowed [0, 1]")
+        raise SettingsError(f"{name} = {intensity!r} is out of range; allowed [0, 1]")
 
 
-def check_targets(target_lufs: float, ceiling_dbtp: float) -> None:
-    """Reject a non-finite loudness target or a ceiling outside the schema's range."""
+def check_targets(target_lufs: float, ceiling_dbtp: float, names: tuple[str, str] = ("target_lufs", "ceiling")) -> None:
+    """Reject a non-finite loudness target or a ceiling outside the schema's range.
+
+    ``names``: what the caller calls the two (CLI options, form fields), for the message.
+    """
     if not (isinstance(target_lufs, (int, float)) and math.isfinite(target_lufs)):
-        raise SettingsError(f"target_lufs = {target_lufs!r} is not a finite loudness in LUFS")
-    schema.validate({"limiter.ceiling_dbtp": ceiling_dbtp}, "master", source="ceiling")
+        raise SettingsError(f"{names[0]} = {target_lufs!r} is not a finite loudness in LUFS")
+    schema.validate({"limiter.ceiling_dbtp": ceiling_dbtp}, "master", source=names[1])
 
 
 def to_working_rate(x, sample_rate: int) -> torch.Tensor:

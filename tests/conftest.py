@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 # Set before Ray starts (in this process and in the workers it spawns).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+# Default models (mixscale.inference) come from a per-session folder, never from the user's ~/.mixscale.
+os.environ["MIXSCALE_HOME"] = tempfile.mkdtemp(prefix="mixscale-home-")
 
 RAY_TEST_CPUS = 4
 

@@ -290,7 +290,7 @@ def test_master_meets_loudness_and_true_peak_and_render_reproduces_it(tmp_path, 
     source = tmp_path / "song.wav"
     sf.write(source, music(6.0, level_db, seed=1), SAMPLE_RATE, subtype="PCM_24")
     out = tmp_path / "song.master.wav"
-    status, stdout, err = run_in_process(capfd, "master", source, "--out", out,
+    status, stdout, err = run_in_process(capfd, "master", source, "--out", out, "--no-model",
                                          "--target-lufs", target, "--ceiling", ceiling)
     assert status == 0, err
 
@@ -323,7 +323,7 @@ def test_master_true_peak_holds_under_an_independent_meter(tmp_path, capfd, leve
     source = tmp_path / "song.wav"
     sf.write(source, music(6.0, level_db, seed=1), SAMPLE_RATE, subtype="PCM_24")
     out = tmp_path / "song.master.wav"
-    status, _, err = run_in_process(capfd, "master", source, "--out", out, "--target-lufs", target)
+    status, _, err = run_in_process(capfd, "master", source, "--out", out, "--no-model", "--target-lufs", target)
     assert status == 0, err
     assert true_peak_dbtp(out) <= -1.0 + 0.1
 
@@ -338,7 +338,7 @@ def test_master_rejects_a_ceiling_out_of_range(tmp_path, song, capfd):
 def test_master_names_the_file_it_cannot_master(tmp_path, capfd):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros((SAMPLE_RATE, 2), np.float32), SAMPLE_RATE)
-    status, out, err = run_in_process(capfd, "master", silent, "--out", tmp_path / "m.wav")
+    status, out, err = run_in_process(capfd, "master", silent, "--out", tmp_path / "m.wav", "--no-model")
     assert_one_line_error(status, out, err, re.escape(f"{silent}: "), "silent")
     assert not (tmp_path / "m.wav").exists()
 
