@@ -199,8 +199,9 @@ def ensure_ray(address: str | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING",
-             runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+    # No runtime_env here: inside a Ray job it would clash with the job's own. Local workers
+    # inherit this process's environment (RAY_TRAIN_ENABLE_PRINT_PATCH=0 is set above).
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING")
     return True
 
 
