@@ -89,18 +89,27 @@ def impulse_length(sample_rate: int) -> int:
     return fft_size(sample_rate)
 
 
+def delta_impulse_response(sample_rate: int, response_fn, dtype: torch.dtype) -> torch.Tensor:
+    """Impulse response of H - 1, (B, impulse_length(sample_rate)), in ``dtype``.
+
+    ``response_fn(n)`` returns the complex response (B, n // 2 + 1) on an n-point grid;
+    it is evaluated (in float64) on a grid as long as the impulse response. Shared by
+    ``filter_response`` and the block convolution of ``mixscale.fx.stream``.
+    """
+    n_ir = impulse_length(sample_rate)
+    return torch.fft.irfft(response_fn(n_ir) - 1.0, n=n_ir).to(dtype)
+
+
 def filter_response(x: torch.Tensor, sample_rate: int, response_fn) -> torch.Tensor:
     """Filter x (B, C, T) by a frequency response.
 
-    ``response_fn(n)`` returns the complex response (B, n // 2 + 1) on an n-point grid.
-    It is evaluated (in float64) on a grid as long as the impulse response, turned into
-    the impulse response of H - 1, and applied by one long FFT convolution: the output
-    is x + (h_delta * x), so H == 1 returns x exactly.
+    ``response_fn`` as in ``delta_impulse_response``: the impulse response of H - 1 is
+    applied by one long FFT convolution: the output is x + (h_delta * x), so H == 1
+    returns x exactly.
     """
     T = x.shape[-1]
-    n_ir = impulse_length(sample_rate)
-    n_fft = fft_size(T + n_ir)
-    h_delta = torch.fft.irfft(response_fn(n_ir) - 1.0, n=n_ir).to(x.dtype)  # (B, n_ir)
+    n_fft = fft_size(T + impulse_length(sample_rate))
+    h_delta = delta_impulse_response(sample_rate, response_fn, x.dtype)  # (B, n_ir)
     D = torch.fft.rfft(h_delta, n=n_fft).unsqueeze(1)
     delta = torch.fft.irfft(torch.fft.rfft(x, n=n_fft) * D, n=n_fft)[..., :T]
     return x + delta

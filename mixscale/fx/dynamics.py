@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mixscale.fx.ballistics import smooth_gain, time_constant_coefficient
+from mixscale.fx.ballistics import smooth_gain_from, time_constant_coefficient
 from mixscale.fx.gain import amp_to_db, db_to_amp
 
 
@@ -29,8 +29,19 @@ def gain_computer(level_db: torch.Tensor, threshold_db, ratio, knee_db) -> torch
 def compressor(x: torch.Tensor, sample_rate: int, *, threshold_db, ratio, attack_ms, release_ms,
                knee_db, makeup_db) -> torch.Tensor:
     """Compress x (B, C, T). Returns (B, C, T)."""
+    return compressor_from(x, sample_rate, None, threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms,
+                           release_ms=release_ms, knee_db=knee_db, makeup_db=makeup_db)[0]
+
+
+def compressor_from(x: torch.Tensor, sample_rate: int, state: torch.Tensor | None, *, threshold_db, ratio,
+                    attack_ms, release_ms, knee_db, makeup_db) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compress a block x (B, C, T) from the smoother's ``state`` (B,) (None: the start).
+
+    Returns the block (B, C, T) and the state (B,) (float64) to continue from: blocks
+    compressed in turn equal the signal compressed in one piece.
+    """
     level_db = amp_to_db(x.abs().amax(dim=1))  # (B, T), stereo-linked
     reduction = gain_computer(level_db, threshold_db, ratio, knee_db)
-    smoothed = smooth_gain(reduction, time_constant_coefficient(attack_ms, sample_rate),
-                           time_constant_coefficient(release_ms, sample_rate))
-    return x * db_to_amp(smoothed + makeup_db[:, None])[:, None, :]
+    smoothed, state = smooth_gain_from(reduction, time_constant_coefficient(attack_ms, sample_rate),
+                                       time_constant_coefficient(release_ms, sample_rate), state)
+    return x * db_to_amp(smoothed + makeup_db[:, None])[:, None, :], state

@@ -53,18 +53,28 @@ def moving_mean_behind(x: torch.Tensor, width: int) -> torch.Tensor:
     return ((sums[:, width:] - sums[:, :-width]) / width).to(x.dtype)
 
 
+def lookahead_samples(sample_rate: int) -> int:
+    """The lookahead in samples (at least 1)."""
+    return max(1, round(LOOKAHEAD_MS * sample_rate / 1000.0))
+
+
+def need_db(envelope: torch.Tensor, ceiling_db: torch.Tensor) -> torch.Tensor:
+    """Gain (dB, <= 0) that brings a true-peak envelope (B, T) SAFETY_DB under ceiling_db (B,)."""
+    return (ceiling_db[:, None] - SAFETY_DB - amp_to_db(envelope)).clamp_max(0.0)
+
+
 def _limit_once(x, envelope, ceiling_db, release_coef, lookahead):
-    need_db = (ceiling_db[:, None] - SAFETY_DB - amp_to_db(envelope)).clamp_max(0.0)  # (B, T)
+    need = need_db(envelope, ceiling_db)  # (B, T)
     # Minimum over [t, t + L]: start reducing L samples before a peak. Then the mean over
     # [t - L, t]: a ramp that is never above the need at any sample.
-    ramp = moving_mean_behind(sliding_min_ahead(need_db, lookahead + 1), lookahead + 1)
+    ramp = moving_mean_behind(sliding_min_ahead(need, lookahead + 1), lookahead + 1)
     gain_db = smooth_gain(ramp, instant_attack(release_coef), release_coef)
     return x * db_to_amp(gain_db)[:, None, :]
 
 
 def true_peak_limiter(x: torch.Tensor, sample_rate: int, *, ceiling_dbtp, release_ms) -> torch.Tensor:
     """Limit x (B, C, T) so that its true peak is at or below ceiling_dbtp (B,)."""
-    lookahead = max(1, round(LOOKAHEAD_MS * sample_rate / 1000.0))
+    lookahead = lookahead_samples(sample_rate)
     release_coef = time_constant_coefficient(release_ms, sample_rate)
     ceiling = db_to_amp(ceiling_dbtp)
     floor = db_to_amp(ceiling_dbtp - SAFETY_DB).detach()
