@@ -34,7 +34,7 @@ import torch
 
 from mixscale.errors import MixscaleError
 from mixscale.export import RUNTIMES, export_checkpoint, load_runtime
-from mixscale.evaluate.run import _finite, _train_config, evaluate_model
+from mixscale.evaluate.run import finite_json, train_config_of, evaluate_model
 from mixscale.models import read_meta
 
 FIGURES = ("settings_mae", "genre_accuracy", "mr_stft")
@@ -87,7 +87,7 @@ def compare_runtimes(checkpoint: str | os.PathLike, shards: str, split: str = "t
     if unknown:
         raise MixscaleError(f"--runtimes {','.join(unknown)}: unknown; choose from {', '.join(RUNTIMES)}")
     names = ["fp32", *[r for r in dict.fromkeys(runtimes) if r != "fp32"]]  # fp32 is the reference
-    options = {"train_config": _train_config(ckpt, meta), "examples": 0, **options, "embedding": "mel"}
+    options = {"train_config": train_config_of(ckpt, meta), "examples": 0, **options, "embedding": "mel"}
     results: dict[str, dict[str, Any]] = {}
     recorded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     items = None
@@ -129,7 +129,7 @@ def compare_runtimes(checkpoint: str | os.PathLike, shards: str, split: str = "t
     if out is not None:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_finite(report), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(finite_json(report), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return report
 
 

@@ -117,6 +117,24 @@ def check_targets(target_lufs: float, ceiling_dbtp: float, names: tuple[str, str
     schema.validate({"limiter.ceiling_dbtp": ceiling_dbtp}, "master", source=names[1])
 
 
+def _db(linear: float) -> float:
+    return 20.0 * math.log10(linear) if linear > 0 else -math.inf
+
+
+def measure(x, sample_rate: int) -> dict[str, float]:
+    """Loudness figures of x (C, T): LUFS, LU, dBTP and dBFS (-inf for silence)."""
+    from mixscale.fx import loudness
+
+    with torch.no_grad():
+        b = torch.as_tensor(x, dtype=torch.float32)[None]  # float32: within 1e-3 LU / dB of float64
+        return {
+            "integrated_lufs": float(loudness.integrated_loudness(b, sample_rate)[0]),
+            "loudness_range_lu": float(loudness.loudness_range(b, sample_rate)[0]),
+            "true_peak_dbtp": _db(float(loudness.true_peak(b, sample_rate)[0])),
+            "sample_peak_dbfs": _db(float(loudness.sample_peak(b)[0])),
+        }
+
+
 def to_working_rate(x, sample_rate: int) -> torch.Tensor:
     """Audio (..., T) as float32 at ``SAMPLE_RATE``."""
     x = torch.as_tensor(x, dtype=torch.float32)
@@ -326,19 +344,27 @@ class Predictor:
         check_intensity(intensity)
         audio = stack_stems(stems, sample_rate)
         out = predict_stems(self.model, audio, SAMPLE_RATE, self.window_s, self.hop_s, genre=genre_index(genre))
-        stem_settings = [apply_intensity(physical(row, "stem"), "stem", intensity) for row in out["stem_settings"]]
-        corrective = apply_intensity(physical(out["master_settings"], "master"), "master", intensity)
-        y, master_settings = mix_audio(audio, stem_settings, corrective, target_lufs, ceiling_dbtp)
-        uncertainty = None
-        if "master_uncertainty" in out:
-            uncertainty = {"master": _by_name(out["master_uncertainty"], "master"),
-                           "stems": [_by_name(row, "stem") for row in out["stem_uncertainty"]]}
-        probs = {g: float(p) for g, p in zip(GENRES, out["genre_probs"].tolist())}
-        return MixResult(y, stem_settings, master_settings, genre or out["genre"], probs, uncertainty, intensity)
+        return mix_from(audio, out, intensity, target_lufs, ceiling_dbtp, genre)
 
     def _need(self, task: str) -> None:
         if self.task != task:
             raise MixscaleError(f"{self.path or 'the model'} is a {self.task} model; this needs a {task} model")
+
+
+def mix_from(stems: torch.Tensor, out: Mapping[str, Any], intensity: float = 1.0,
+             target_lufs: float = DEFAULT_TARGET_LUFS, ceiling_dbtp: float = DEFAULT_CEILING_DBTP,
+             genre: str | None = None) -> MixResult:
+    """Render stems (S, 2, T) at ``SAMPLE_RATE`` from ``predict_stems``'s output (tensors or arrays)."""
+    out = {k: torch.as_tensor(v) if not isinstance(v, str) else v for k, v in out.items()}
+    stem_settings = [apply_intensity(physical(row, "stem"), "stem", intensity) for row in out["stem_settings"]]
+    corrective = apply_intensity(physical(out["master_settings"], "master"), "master", intensity)
+    y, master_settings = mix_audio(stems, stem_settings, corrective, target_lufs, ceiling_dbtp)
+    uncertainty = None
+    if "master_uncertainty" in out:
+        uncertainty = {"master": _by_name(out["master_uncertainty"], "master"),
+                       "stems": [_by_name(row, "stem") for row in out["stem_uncertainty"]]}
+    probs = {g: float(p) for g, p in zip(GENRES, out["genre_probs"].tolist())}
+    return MixResult(y, stem_settings, master_settings, genre or out["genre"], probs, uncertainty, intensity)
 
 
 def analysis_from(out: Mapping[str, Any], genre: str | None = None) -> Analysis:

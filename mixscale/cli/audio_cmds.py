@@ -106,6 +106,7 @@ def run_analyze(args) -> int:
     from mixscale.audio import audio_info, read_audio
 
     from mixscale.features.descriptors import descriptors
+    from mixscale.inference import measure
 
     predictor = load_predictor(args, "master")
     info = audio_info(args.audio)
@@ -128,22 +129,6 @@ def run_analyze(args) -> int:
     else:
         print(format_report(report))
     return 0
-
-
-def measure(x, sample_rate: int) -> dict[str, float]:
-    """Loudness figures of x (C, T): LUFS, LU, dBTP and dBFS (-inf for silence)."""
-    import torch
-
-    from mixscale.fx import loudness
-
-    with torch.no_grad():
-        b = x[None]  # float32: within 1e-3 LU / dB of float64, at half the memory
-        return {
-            "integrated_lufs": float(loudness.integrated_loudness(b, sample_rate)[0]),
-            "loudness_range_lu": float(loudness.loudness_range(b, sample_rate)[0]),
-            "true_peak_dbtp": _db(float(loudness.true_peak(b, sample_rate)[0])),
-            "sample_peak_dbfs": _db(float(loudness.sample_peak(b)[0])),
-        }
 
 
 def format_report(r: dict) -> str:
@@ -170,10 +155,6 @@ def format_report(r: dict) -> str:
             spread = f"  ± {unc[name]:.3f}" if name in unc else ""
             lines.append(f"    {name:24s} {value:10.3f} {r['units'][name]}{spread}")
     return "\n".join(lines)
-
-
-def _db(linear: float) -> float:
-    return 20.0 * math.log10(linear) if linear > 0 else -math.inf
 
 
 def _json_safe(v):
@@ -216,7 +197,7 @@ def run_master(args) -> int:
     from mixscale import SAMPLE_RATE, schema
     from mixscale.audio import check_output_path, read_audio, write_audio
     from mixscale.errors import SettingsError
-    from mixscale.inference import check_intensity, check_targets, genre_index, master_audio
+    from mixscale.inference import check_intensity, check_targets, genre_index, master_audio, measure
 
     check_output_path(args.out)
     check_targets(args.target_lufs, args.ceiling, ("--target-lufs", "--ceiling"))

@@ -63,9 +63,9 @@ def load_mix_settings(path: str, stem_count: int) -> tuple[list[dict], dict]:
 def run(args) -> int:
     from mixscale import SAMPLE_RATE
     from mixscale.audio import check_output_path, read_audio, write_audio
-    from mixscale.cli.audio_cmds import load_predictor, measure, settings_path
+    from mixscale.cli.audio_cmds import load_predictor, settings_path
     from mixscale.errors import MixscaleError
-    from mixscale.inference import check_intensity, check_targets, genre_index, render_mix, stack_stems
+    from mixscale.inference import check_intensity, check_targets, genre_index, measure, render_mix, stack_stems
 
     check_output_path(args.out)
     check_targets(args.target_lufs, args.ceiling, ("--target-lufs", "--ceiling"))

@@ -164,10 +164,10 @@ def eq_curve(settings: Mapping[str, float], sample_rate: int, freqs_hz) -> np.nd
     """Magnitude response in dB of the EQ in ``settings`` (physical values by schema name) at freqs (K,)."""
     import torch
 
+    from mixscale.fx.chain import effect_kwargs
     from mixscale.fx.eq import eq_response_db
 
-    kwargs = {name[len("eq."):].replace(".", "_"): torch.tensor([float(v)], dtype=torch.float64)
-              for name, v in settings.items() if name.startswith("eq.")}
+    kwargs = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in effect_kwargs(settings, "eq.").items()}
     f = torch.as_tensor(np.asarray(freqs_hz), dtype=torch.float64)
     return eq_response_db(sample_rate, f, **kwargs)[0].numpy()
 

@@ -426,17 +426,17 @@ def write_metrics(metrics: Mapping[str, Any], out_dir: str | os.PathLike) -> Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / METRICS_FILE
-    path.write_text(json.dumps(_finite(metrics), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(finite_json(metrics), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 
-def _finite(obj):
+def finite_json(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite_json(v) for v in obj]
     return obj
 
 
@@ -456,7 +456,7 @@ def find_history(checkpoint: str | os.PathLike) -> tuple[str | None, list[dict]]
     return None, []
 
 
-def _train_config(checkpoint: str | os.PathLike, meta: Mapping[str, Any]) -> dict | None:
+def train_config_of(checkpoint: str | os.PathLike, meta: Mapping[str, Any]) -> dict | None:
     """The training config a checkpoint records (an ensemble: its first member's)."""
     config = (meta.get("extra") or {}).get("train_config")
     if config is None and meta.get("class") == "Ensemble" and meta.get("members"):
@@ -478,6 +478,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards: str, out_dir: str
     meta = read_meta(checkpoint)
     run_folder, history = find_history(checkpoint)
     history_source = str(Path(run_folder) / HISTORY_FILE) if run_folder else None
-    return evaluate_model(model, shards, split, out_dir=out_dir, train_config=_train_config(checkpoint, meta),
+    return evaluate_model(model, shards, split, out_dir=out_dir, train_config=train_config_of(checkpoint, meta),
                           max_items=max_items, device=device, history=history, history_source=history_source,
                           checkpoint=str(checkpoint), **options)

@@ -37,7 +37,7 @@ def complete_settings(settings: Mapping, chain: str, shape: tuple[int, ...], lik
     return out
 
 
-def _group(settings: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def effect_kwargs(settings: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Keyword arguments of one effect: 'eq.peak1.freq_hz' -> 'peak1_freq_hz' for prefix 'eq.'."""
     n = len(prefix)
     return {k[n:].replace(".", "_"): v for k, v in settings.items() if k.startswith(prefix)}
@@ -46,8 +46,8 @@ def _group(settings: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Te
 def master_pre_limiter(x: torch.Tensor, sample_rate: int, s: dict[str, torch.Tensor]) -> torch.Tensor:
     """Input gain, EQ, compressor and width of completed master settings ``s``."""
     y = gain(x, gain_db=s["input.gain_db"])
-    y = parametric_eq(y, sample_rate, **_group(s, "eq."))
-    y = compressor(y, sample_rate, **_group(s, "comp."))
+    y = parametric_eq(y, sample_rate, **effect_kwargs(s, "eq."))
+    y = compressor(y, sample_rate, **effect_kwargs(s, "comp."))
     return stereo_width(y, amount=s["width.amount"])
 
 
@@ -68,8 +68,8 @@ def stem_chain(x: torch.Tensor, sample_rate: int, settings: Mapping) -> torch.Te
     s = complete_settings(settings, "stem", (x.shape[0],), x)
     y = gain(x, gain_db=s["gain_db"])
     y = pan(y, pan=s["pan"])
-    y = parametric_eq(y, sample_rate, **_group(s, "eq."))
-    return compressor(y, sample_rate, **_group(s, "comp."))
+    y = parametric_eq(y, sample_rate, **effect_kwargs(s, "eq."))
+    return compressor(y, sample_rate, **effect_kwargs(s, "comp."))
 
 
 def mix_bus(stems: torch.Tensor, sample_rate: int, stem_settings: Mapping,

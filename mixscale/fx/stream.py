@@ -65,7 +65,7 @@ import torch
 from mixscale.errors import AudioError
 from mixscale.fx.ballistics import instant_attack, smooth_gain_from, time_constant_coefficient
 from mixscale.fx.biquad import cascade_response, delta_impulse_response, fft_size
-from mixscale.fx.chain import _group, complete_settings
+from mixscale.fx.chain import complete_settings, effect_kwargs
 from mixscale.fx.dynamics import compressor_from
 from mixscale.fx.eq import eq_coefficients
 from mixscale.fx.gain import db_to_amp, gain, stereo_width
@@ -214,11 +214,11 @@ class StreamingMasterChain:
         self.sample_rate, self.channels = sample_rate, channels
         proto = torch.zeros(1, dtype=torch.float32)
         self.settings = s = complete_settings(settings, "master", (1,), proto)
-        eq = _group(s, "eq.")
+        eq = effect_kwargs(s, "eq.")
         coeffs = eq_coefficients(sample_rate, eq)
         h = delta_impulse_response(sample_rate, lambda n: cascade_response(coeffs, n), torch.float32)[0]
         self._eq = BlockConvolver(h)
-        self._comp = _group(s, "comp.")
+        self._comp = effect_kwargs(s, "comp.")
         self._comp_state: torch.Tensor | None = None
         release = time_constant_coefficient(s["limiter.release_ms"], sample_rate)
         self._passes = [_LimiterPass(channels, sample_rate, s["limiter.ceiling_dbtp"], release, armed=k == 0)

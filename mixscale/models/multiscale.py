@@ -17,7 +17,7 @@ batches of windows, and aggregate:
 * genre probabilities: the mean over the non-silent windows.
 
 The server runs the same steps with members as separate deployments: ``cut_windows``,
-then the members, ``mixscale.models.ensemble.combine`` and ``aggregate``.
+then the members, ``mixscale.models.ensemble.combine`` and ``aggregate`` (``aggregate_stems``).
 """
 
 from __future__ import annotations
@@ -114,7 +114,11 @@ def predict_stems(model: nn.Module, stems, sample_rate: int, window_s: float = 1
     if sample_rate != rate:
         stems = AF.resample(stems, sample_rate, rate)
     windows, starts = cut_windows(stems, rate, window_s, hop_s)                     # (N, S, C, W)
-    out = _run_windows(model, windows, genre, batch_size)
+    return aggregate_stems(_run_windows(model, windows, genre, batch_size), windows, starts, rate)
+
+
+def aggregate_stems(out: dict[str, torch.Tensor], windows: torch.Tensor, starts: list[int], rate: int) -> dict:
+    """The aggregation of ``predict_stems`` over per-window mix outputs (N, ...) of windows (N, S, C, W)."""
     weights, probs, confidence = _window_weights(out, windows.sum(dim=1))
     result = {"genre_probs": probs, "genre": GENRES[int(probs.argmax())],
               "window_starts_s": torch.tensor(starts, dtype=torch.float64) / rate, "window_confidence": confidence}
