@@ -395,6 +395,32 @@ class FeedbackStore:
         return out
 
 
+def table_ddl(id_column: str, time_type: str) -> list[str]:
+    """The two tables, in either database's words for an identity key and a timestamp."""
+    return [
+        "CREATE TABLE IF NOT EXISTS feedback ("
+        f" id {id_column},"
+        f" created_at {time_type} NOT NULL,"
+        " kind TEXT NOT NULL CHECK (kind IN ('rating', 'preference')),"
+        " request_ids TEXT NOT NULL,"
+        " versions TEXT NOT NULL,"
+        " rating INTEGER CHECK (rating BETWEEN 1 AND 5),"
+        " preferred_request_id TEXT,"
+        " preferred_version TEXT,"
+        " client_id TEXT,"
+        " comment TEXT,"
+        " user_agent TEXT)",
+        "CREATE TABLE IF NOT EXISTS requests ("
+        " request_id TEXT PRIMARY KEY,"
+        f" created_at {time_type} NOT NULL,"
+        " version TEXT,"
+        " endpoint TEXT,"
+        " client_id TEXT,"
+        " settings TEXT,"
+        " params TEXT)",
+    ]
+
+
 def _iso(t) -> str:
     if isinstance(t, datetime):
         return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
@@ -450,28 +476,7 @@ class SQLiteStore(FeedbackStore):
         return int(cur.lastrowid)
 
     def _ddl(self) -> list[str]:
-        return [
-            "CREATE TABLE IF NOT EXISTS feedback ("
-            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " created_at TEXT NOT NULL,"
-            " kind TEXT NOT NULL CHECK (kind IN ('rating', 'preference')),"
-            " request_ids TEXT NOT NULL,"
-            " versions TEXT NOT NULL,"
-            " rating INTEGER CHECK (rating BETWEEN 1 AND 5),"
-            " preferred_request_id TEXT,"
-            " preferred_version TEXT,"
-            " client_id TEXT,"
-            " comment TEXT,"
-            " user_agent TEXT)",
-            "CREATE TABLE IF NOT EXISTS requests ("
-            " request_id TEXT PRIMARY KEY,"
-            " created_at TEXT NOT NULL,"
-            " version TEXT,"
-            " endpoint TEXT,"
-            " client_id TEXT,"
-            " settings TEXT,"
-            " params TEXT)",
-        ]
+        return table_ddl("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT")
 
 
 class _SQLiteConn:
@@ -532,29 +537,8 @@ class PostgresStore(FeedbackStore):
 
     def _ddl(self) -> list[str]:
         # Concurrent CREATE TABLE IF NOT EXISTS can race in PostgreSQL; an advisory lock serializes it.
-        return [
-            "SELECT pg_advisory_xact_lock(704201)",
-            "CREATE TABLE IF NOT EXISTS feedback ("
-            " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-            " created_at TIMESTAMPTZ NOT NULL,"
-            " kind TEXT NOT NULL CHECK (kind IN ('rating', 'preference')),"
-            " request_ids TEXT NOT NULL,"
-            " versions TEXT NOT NULL,"
-            " rating INTEGER CHECK (rating BETWEEN 1 AND 5),"
-            " preferred_request_id TEXT,"
-            " preferred_version TEXT,"
-            " client_id TEXT,"
-            " comment TEXT,"
-            " user_agent TEXT)",
-            "CREATE TABLE IF NOT EXISTS requests ("
-            " request_id TEXT PRIMARY KEY,"
-            " created_at TIMESTAMPTZ NOT NULL,"
-            " version TEXT,"
-            " endpoint TEXT,"
-            " client_id TEXT,"
-            " settings TEXT,"
-            " params TEXT)",
-        ]
+        return ["SELECT pg_advisory_xact_lock(704201)",
+                *table_ddl("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ")]
 
 
 def _redact(url: str) -> str:

@@ -57,6 +57,8 @@ def install(app, service, config: Mapping[str, Any] | ProductConfig | None = Non
             if request.headers.get(VERSION_HEADER):
                 return pinned_or_default(request)
             client = request.scope.get("state", {}).get("client")
+            if client is None:  # not through ClientMiddleware (a WebSocket): the default version
+                return pinned_or_default(request)
             if isinstance(client, ClientIdError):
                 raise ApiError("invalid_value", str(client), "X-Client-Id")
             return product.config.ab.assign(client.id)

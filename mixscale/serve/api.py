@@ -50,6 +50,21 @@ def json_error(err: ApiError, request_id: str | None) -> tuple[int, list[tuple[b
     return err.status, headers, body
 
 
+def check_api_key(headers: Mapping[str, str], api_keys) -> None:
+    """Raise 401 unless ``headers`` (lower-case names) carry one of ``api_keys`` (bytes); none configured: open."""
+    if not api_keys:
+        return
+    given = headers.get(API_KEY_HEADER.lower(), "")
+    auth = headers.get("authorization", "")
+    if not given and auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    if not given:
+        raise ApiError("unauthorized",
+                       f"missing API key: send 'Authorization: Bearer KEY' or '{API_KEY_HEADER}: KEY'")
+    if not any(hmac.compare_digest(given.encode(), key) for key in api_keys):
+        raise ApiError("unauthorized", "wrong API key")
+
+
 class RequestGuard:
     """ASGI middleware: request ids, auth, admission control and upload limits (see module doc).
 
@@ -80,7 +95,7 @@ class RequestGuard:
         if not path.startswith("/v1/"):
             return await self.app(scope, receive, send_with_id)
         try:
-            self._check_auth(headers)
+            check_api_key(headers, self.api_keys)
             if self.inflight >= self.limits.max_inflight:
                 raise ApiError("too_many_requests", f"this replica already serves {self.inflight} requests "
                                f"(limits.max_inflight = {self.limits.max_inflight}); retry later",
@@ -101,19 +116,6 @@ class RequestGuard:
             await self.app(scope, receive, send_with_id)
         finally:
             self.inflight -= 1
-
-    def _check_auth(self, headers: Mapping[str, str]) -> None:
-        if not self.api_keys:
-            return
-        given = headers.get(API_KEY_HEADER.lower(), "")
-        auth = headers.get("authorization", "")
-        if not given and auth[:7].lower() == "bearer ":
-            given = auth[7:].strip()
-        if not given:
-            raise ApiError("unauthorized",
-                           f"missing API key: send 'Authorization: Bearer KEY' or '{API_KEY_HEADER}: KEY'")
-        if not any(hmac.compare_digest(given.encode(), key) for key in self.api_keys):
-            raise ApiError("unauthorized", "wrong API key")
 
     def _check_headers(self, headers: Mapping[str, str]) -> None:
         ctype = headers.get("content-type", "")

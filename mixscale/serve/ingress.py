@@ -10,6 +10,7 @@ Routes (``/openapi.json`` documents them; errors are ``mixscale.serve.errors``' 
 * ``POST /v1/mix``      several ``files`` (stems) + the same fields -> the mix, with per-stem
   and master settings.
 * ``POST /v1/render``   ``file`` + ``settings`` (JSON, master chain) + ``format`` -> audio.
+* ``WS /v1/stream``     real-time mastering block by block (``mixscale.serve.stream``).
 * ``GET /v1/models``    the served versions: checkpoints, members, SHA-256 hashes.
 * ``GET /healthz``      ``{"status": "ok"}`` for every caller.
 * ``POST /v1/noop``     only with ``noop: true``: the floor of ``bench/serve.py``.
@@ -33,7 +34,7 @@ import os
 import time
 from typing import Any, Literal
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -414,6 +415,22 @@ def create_api(service: "Ingress") -> FastAPI:
         y = await api.run_blocking(run)
         stem = os.path.splitext(api.client_name(file.filename, "render"))[0]
         return audio_answer(request, y, format, full, None, f"{stem}.render")
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket):
+        """Real-time mastering over a WebSocket (protocol: ``mixscale.serve.stream``, serve/README.md).
+
+        Send ``{"sample_rate": 44100, "settings": {...}}`` or ``{"sample_rate": 44100,
+        "analyze_seconds": S, "target_lufs", "ceiling", "intensity"}`` (the first S seconds analyzed
+        as ``/v1/master`` does); get ``{"settings", "latency_samples", "model_version"}``; then each
+        binary message of interleaved little-endian float32 stereo frames gets one binary message
+        of the frames now ready; ``{"end": true}`` gets the rest, ``{"done": true, "samples": n}``
+        and a close. Errors: ``{"error": {"code", "message", "field"}}`` and close 1008 (1011 for
+        faults of the service). The API key may also come as ``?api_key=KEY``.
+        """
+        from mixscale.serve.stream import StreamSession
+
+        await StreamSession(websocket, service, analysis_of, check_render_targets).run()
 
     from mixscale.product.serve import install   # the A/B, feedback and web-page layer
 

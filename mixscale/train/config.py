@@ -543,7 +543,7 @@ def _accepts_parsed(value: Any, tp: Any, key: str) -> bool:
         return False
 
 
-def _nest(key: str, value: Any) -> dict[str, Any]:
+def nest(key: str, value: Any) -> dict[str, Any]:
     out: Any = value
     for part in reversed(key.split(".")):
         out = {part: out}
@@ -558,7 +558,7 @@ def load_config(path_or_preset: str | None = None, overrides: Iterable[str] = ()
         merged = merge(merged, data)
     for text in overrides:
         key, value = parse_override(text)
-        merged = merge(merged, _nest(key, value))
+        merged = merge(merged, nest(key, value))
     return TrainConfig.from_dict(merged, source=source)
 
 
