@@ -82,13 +82,16 @@ def run(args) -> int:
                               "--overwrite"])
         if status:
             return status
+        quick = args.config == "quickstart"
         common = [f"data.url={shards}", f"run.storage_path={runs}", f"scaling.num_workers={args.workers}",
-                  "scaling.cpus_per_worker=1", *(BUDGET if args.config == "quickstart" else ()), *args.overrides]
+                  "scaling.cpus_per_worker=1", *(BUDGET if quick else ())]
         trained = {}
         for arch in members:
-            trained[arch] = _train(main, args.config, [*common, f"model.arch={arch}", f"run.name=master-{arch}"])
+            trained[arch] = _train(main, args.config, [*common, f"model.arch={arch}", f"run.name=master-{arch}",
+                                                       *args.overrides])
         if not args.no_mix:
-            trained["mix"] = _train(main, args.config, [*common, "model.task=mix", "run.name=mix-cnn"])
+            trained["mix"] = _train(main, args.config, [*common, "model.task=mix", "run.name=mix-cnn",
+                                                        *args.overrides])
     finally:
         if connected:
             ray.shutdown()
