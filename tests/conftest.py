@@ -27,7 +27,9 @@ def ray_session():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=False, logging_level="WARNING")
+        # The dashboard serves the State API, which Ray Train's placement-group cleaner needs to
+        # free the CPUs of a run that Tune stopped early.
+        ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=True, logging_level="WARNING")
     yield ray
     if started:
         ray.shutdown()

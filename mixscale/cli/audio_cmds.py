@@ -108,9 +108,9 @@ def run_analyze(args) -> int:
     from mixscale.features.descriptors import descriptors
     from mixscale.inference import measure
 
-    predictor = load_predictor(args, "master")
     info = audio_info(args.audio)
     x, sr = read_audio(args.audio, sample_rate=None)
+    predictor = load_predictor(args, "master")  # after the audio: a bad file is the one error said
     report = {
         "file": info.path,
         "format": info.format,

@@ -51,7 +51,7 @@ def json_error(err: ApiError, request_id: str | None) -> tuple[int, list[tuple[b
 
 
 def check_api_key(headers: Mapping[str, str], api_keys) -> None:
-    """Raise 401 unless ``headers`` (lower-case names) carry one of ``api_keys`` (bytes); none configured: open."""
+    """Raise 401 unless ``headers`` (lower-case names) carry one of ``api_keys``; none configured: open."""
     if not api_keys:
         return
     given = headers.get(API_KEY_HEADER.lower(), "")
@@ -61,7 +61,8 @@ def check_api_key(headers: Mapping[str, str], api_keys) -> None:
     if not given:
         raise ApiError("unauthorized",
                        f"missing API key: send 'Authorization: Bearer KEY' or '{API_KEY_HEADER}: KEY'")
-    if not any(hmac.compare_digest(given.encode(), key) for key in api_keys):
+    keys = [k.encode() if isinstance(k, str) else k for k in api_keys]
+    if not any(hmac.compare_digest(given.encode(), key) for key in keys):
         raise ApiError("unauthorized", "wrong API key")
 
 
