@@ -31,7 +31,6 @@ import io
 import json
 import os
 import re
-import socket
 import sys
 import tempfile
 import threading
@@ -42,14 +41,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mixscale.testing.serve import deploy, free_port  # noqa: E402
+
 APP = "mixscale-bench"
 CONCURRENCY = (1, 8, 32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clip_bytes(seconds: float = 10.0) -> bytes:
@@ -97,21 +92,6 @@ def app_args(master: str, opts, batching: bool) -> dict:
         "limits": {"max_inflight": 256, "request_timeout_s": 120},
         "noop": True,
     }
-
-
-def deploy(serve, args: dict) -> None:
-    from mixscale.serve.app import build_app
-
-    serve.run(build_app(args), name=APP, route_prefix="/", blocking=False)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = serve.status().applications[APP]
-        if status.status == "RUNNING":
-            return
-        if status.status == "DEPLOY_FAILED":
-            raise RuntimeError(status.message)
-        time.sleep(0.5)
-    raise TimeoutError("the app did not start")
 
 
 class Replicas(threading.Thread):
@@ -205,7 +185,7 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     print(f"model: {what}; clip: 10 s stereo 44.1 kHz WAV ({len(clip)} bytes); {os.cpu_count()} cores "
           f"(shared: other processes on this machine load it too)", flush=True)
-    deploy(serve, app_args(master, opts, batching=True))
+    deploy(app_args(master, opts, batching=True), name=APP, timeout_s=600)
     monitor = Replicas(serve)
     monitor.start()
     rows = []
@@ -215,7 +195,7 @@ def main() -> int:
         print(rows[-1], flush=True)
     for batching in (True, False):
         if not batching:
-            deploy(serve, app_args(master, opts, batching=False))   # a redeploy (replicas restart)
+            deploy(app_args(master, opts, batching=False), name=APP, timeout_s=600)   # replicas restart
         for c in CONCURRENCY:
             rows.append({"what": f"analyze batching {'on' if batching else 'off'}",
                          **load(base, "/v1/analyze", clip, c, opts.seconds)})

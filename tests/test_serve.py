@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import threading
 import time
 
@@ -22,6 +21,7 @@ import yaml
 from mixscale import SAMPLE_RATE, schema
 from mixscale.errors import MixscaleError
 from mixscale.serve.config import ServeArgs
+from mixscale.testing.serve import deploy, free_port
 from mixscale.testing.signals import music_like
 
 APP = "mixscale-test"
@@ -85,12 +85,6 @@ def test_mixscale_serve_prints_the_effective_config(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the running app
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wav(x: np.ndarray, rate: int = SAMPLE_RATE, fmt: str = "WAV", subtype: str | None = "PCM_16") -> bytes:
     """x (C, T) as file bytes."""
     buf = io.BytesIO()
@@ -125,20 +119,6 @@ def _app_args(tmp) -> dict:
     }
 
 
-def _deploy(serve, args: dict) -> None:
-    from mixscale.serve.app import build_app
-
-    serve.run(build_app(args), name=APP, route_prefix="/", blocking=False)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        status = serve.status().applications[APP]
-        if status.status == "RUNNING":
-            return
-        assert status.status != "DEPLOY_FAILED", status.message
-        time.sleep(0.5)
-    raise TimeoutError(f"{APP} did not start: {serve.status().applications[APP]}")
-
-
 @pytest.fixture(scope="module")
 def service(ray_session, tmp_path_factory):
     """(httpx client with the API key, args, checkpoint folder) of the running test app."""
@@ -146,10 +126,10 @@ def service(ray_session, tmp_path_factory):
     from ray import serve
 
     tmp = tmp_path_factory.mktemp("serve")
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = _app_args(tmp)
-    _deploy(serve, args)
+    deploy(args, name=APP, timeout_s=240)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90,
                           headers={"Authorization": f"Bearer {API_KEY}"})
     try:
@@ -414,7 +394,6 @@ def test_timeouts_and_backpressure_answer_503_or_429_with_retry_after(service):
     """Runs last: it redeploys the app with slow batches (members wait 2 s to fill one)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ray import serve
 
     client, args, _ = service
     song = _wav(_song(1.0))
@@ -422,7 +401,7 @@ def test_timeouts_and_backpressure_answer_503_or_429_with_retry_after(service):
     err = _error(_analyze(client, song, headers={"X-Request-Timeout": "0.001"}), 503, "timeout")
     assert time.time() - start < 10 and "0.001 s" in err["message"]
     assert err and client.get("/healthz").status_code == 200
-    _deploy(serve, _batching(args, batch_wait_timeout_s=2.0, max_batch_size=16))
+    deploy(_batching(args, batch_wait_timeout_s=2.0, max_batch_size=16), name=APP, timeout_s=240)
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(lambda _: _analyze(client, song), range(12)))
     statuses = sorted(r.status_code for r in answers)

@@ -18,6 +18,8 @@ Add one with ``@register_embedding("name")`` on a builder ``(model, sample_rate)
 
 from __future__ import annotations
 
+import abc
+
 import math
 from typing import Callable
 
@@ -43,14 +45,15 @@ MEL_LIMITS = (
 )
 
 
-class Embedding:
+class Embedding(abc.ABC):
     """audio (B, 2, T) at ``sample_rate`` -> (B, D) float64. ``name``, ``limits``: for reports."""
 
     name = ""
     limits = ""
 
+    @abc.abstractmethod
     def __call__(self, audio: torch.Tensor) -> np.ndarray:
-        raise NotImplementedError
+        """Embeddings (B, D) of audio (B, 2, T)."""
 
 
 EMBEDDINGS: dict[str, Callable[..., Embedding]] = {}

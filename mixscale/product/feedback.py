@@ -49,6 +49,8 @@ thread and process.
 
 from __future__ import annotations
 
+import abc
+
 import json
 import os
 import re
@@ -226,7 +228,7 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-class FeedbackStore:
+class FeedbackStore(abc.ABC):
     """Common logic; subclasses supply connections, DDL and the placeholder style.
 
     SQL is written with ``?`` placeholders and every value is bound, never formatted in.
@@ -254,20 +256,25 @@ class FeedbackStore:
         self._ready_lock = threading.Lock()
 
     # -- to implement
+    @abc.abstractmethod
     def _connect(self):
-        raise NotImplementedError
+        """Supplied by each database."""
 
+    @abc.abstractmethod
     def _ddl(self) -> list[str]:
-        raise NotImplementedError
+        """Supplied by each database."""
 
+    @abc.abstractmethod
     def _time(self, t: datetime):
-        raise NotImplementedError
+        """Supplied by each database."""
 
+    @abc.abstractmethod
     def _insert_returning_id(self, cur, sql: str, params: Sequence) -> int:
-        raise NotImplementedError
+        """Supplied by each database."""
 
+    @abc.abstractmethod
     def _begin_write(self, conn):
-        raise NotImplementedError
+        """Supplied by each database."""
 
     # -- connections and transactions
     def _conn(self):
