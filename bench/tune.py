@@ -11,13 +11,18 @@ almost all overhead. Measured on a local Ray, one after another:
 
 Figures: per-trial wall time of each sweep against the one-trial sweep (the reference:
 N x one trial), and the part of a trial spent in its epochs (``epoch_seconds`` from the
-trials' history) against the Train start-up. Data: the shards are read from local disk
-(the page cache keeps them across trials); features are computed per batch on the fly
-(training pairs are random perturbations), so nothing else can be kept across trials.
-Tune's actor reuse (``reuse_actors``) would keep a trial's driver process, but Ray 2.60
-refuses it for function trainables (it needs ``reset_config``), and Ray Train starts a
-new worker group for every ``TorchTrainer.fit``; so a trial pays the full start-up.
-Prints a table, then one JSON line.
+trials' history) against the Train start-up.
+
+What is reused across trials: the data. The shards are served over HTTP on loopback,
+standing in for object storage; the one-trial sweep reads them remotely (no cache), the
+N-trial sweeps through the node-local shard cache (``data.cache_dir``,
+``mixscale.data.shard_cache``, which ``mixscale tune`` turns on for remote URLs). The
+bench counts the tar downloads the server saw: the reference is N x those of the
+uncached trial. Features cannot be kept: they are computed per batch from training pairs
+that are fresh random perturbations. Tune's actor reuse (``reuse_actors``) would keep a
+trial's driver process, but Ray 2.60 refuses it for function trainables (it needs
+``reset_config``), and Ray Train starts a new worker group for every
+``TorchTrainer.fit``; so a trial pays the full start-up. Prints a table, then one JSON line.
 
     python bench/tune.py [--trials 4] [--cpus 2]
 """
@@ -54,12 +59,14 @@ def bare_train_start(storage: str) -> float:
     return time.perf_counter() - t
 
 
-def sweep(shards: str, storage: str, name: str, trials: int, concurrent: int) -> tuple[float, list]:
+def sweep(shards: str, storage: str, name: str, trials: int, concurrent: int, cache_dir: str | None
+          ) -> tuple[float, list]:
     """Wall time of a sweep of ``trials`` trivial trials, and each trial's epoch seconds."""
     from mixscale.train.loop import read_history
     from mixscale.tune.runner import prepare, run_sweep
 
-    spec = prepare(os.path.join(REPO, "tune", "smoke.yaml"), "tiny", [f"data.url={shards}", *TRIVIAL],
+    cache = f"data.cache_dir={cache_dir}" if cache_dir else "data.cache_dir=null"
+    spec = prepare(os.path.join(REPO, "tune", "smoke.yaml"), "tiny", [f"data.url={shards}", cache, *TRIVIAL],
                    samples=trials, max_concurrent=concurrent, storage=storage, name=name)
     t = time.perf_counter()
     result = run_sweep(spec, write=False)
@@ -71,6 +78,10 @@ def sweep(shards: str, storage: str, name: str, trials: int, concurrent: int) ->
     return wall, epochs
 
 
+def _tar_gets(served: list[str]) -> int:
+    return sum(path.endswith(".tar") for path in served)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4, help="N, trials of the multi-trial sweeps")
@@ -79,25 +90,33 @@ def main() -> None:
 
     import ray
 
+    from mixscale.testing.http import serve_directory
     from mixscale.testing.shards import write_test_shards
 
     work = tempfile.mkdtemp(prefix="mixscale-bench-tune-")
-    shards = os.path.join(work, "shards")
-    write_test_shards(shards, 8, 4, split="train", seconds=1.0, sample_rate=8000)
-    write_test_shards(shards, 4, 2, split="valid", seconds=1.0, sample_rate=8000, seed=1)
+    local = os.path.join(work, "www", "shards")
+    write_test_shards(local, 8, 4, split="train", seconds=1.0, sample_rate=8000)
+    write_test_shards(local, 4, 2, split="valid", seconds=1.0, sample_rate=8000, seed=1)
     storage = os.path.join(work, "sweeps")
     t = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR")
+    # The dashboard's State API is what Ray Train's placement-group cleaner needs to free a
+    # stopped trial's CPUs.
+    ray.init(num_cpus=args.cpus, include_dashboard=True, logging_level="ERROR")
     ray_start = time.perf_counter() - t
 
     starts = [bare_train_start(storage) for _ in range(2)]
     n = args.trials
     rows = []
-    one, one_epochs = sweep(shards, storage, "one", 1, 1)
-    rows.append(("1 trial", 1, 1, one, one_epochs))
-    for concurrent in (1, 2):
-        wall, epochs = sweep(shards, storage, f"n{concurrent}", n, concurrent)
-        rows.append((f"{n} trials", n, concurrent, wall, epochs))
+    with serve_directory(os.path.join(work, "www")) as (base, served):
+        shards = f"{base}/shards"
+        one, one_epochs = sweep(shards, storage, "one", 1, 1, None)
+        fetched = {"one": _tar_gets(served)}
+        rows.append(("1 trial", 1, 1, one, one_epochs))
+        for concurrent in (1, 2):
+            before = _tar_gets(served)
+            wall, epochs = sweep(shards, storage, f"n{concurrent}", n, concurrent, os.path.join(work, f"cache{concurrent}"))
+            fetched[f"n_c{concurrent}"] = _tar_gets(served) - before
+            rows.append((f"{n} trials", n, concurrent, wall, epochs))
     ray.shutdown()
 
     print(f"\nlocal Ray on {args.cpus} CPUs: ray.init {ray_start:.1f} s; bare TorchTrainer.fit (1 worker, no work): "
@@ -115,6 +134,13 @@ def main() -> None:
             key = f"n_c{concurrent}"
             figures[f"{key}_s"] = round(wall, 2)
             figures[f"{key}_vs_n_x_one"] = round(wall / (trials * one), 3)
+    print(f"\ntar downloads from the HTTP 'object store': 1 uncached trial {fetched['one']}; "
+          + "; ".join(f"{n} cached trials at {c} at once {fetched[f'n_c{c}']} (uncached: {n * fetched['one']})"
+                      for c in (1, 2)))
+    figures["tar_downloads_one_uncached_trial"] = fetched["one"]
+    for c in (1, 2):
+        figures[f"n_c{c}_tar_downloads_cached"] = fetched[f"n_c{c}"]
+        figures[f"n_c{c}_tar_downloads_uncached_reference"] = n * fetched["one"]
     figures["trial_epoch_s"] = round(sum(one_epochs) / max(len(one_epochs), 1), 2)
     figures["overhead_share_of_one_trial"] = round(1 - figures["trial_epoch_s"] / one, 3)
     print(f"\none trivial trial: {one:.1f} s wall, of which {figures['trial_epoch_s']:.2f} s in its epoch; "

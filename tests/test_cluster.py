@@ -31,6 +31,7 @@ from mixscale.cluster import submit as jobs
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 PINS = dict(re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)$", d).groups() for d in PYPROJECT["project"]["dependencies"])
+OPTIONAL = PYPROJECT["project"]["optional-dependencies"]
 RAY_VERSION = PINS["ray"]
 IMAGE_HOME = "/home/ray/mixscale"  # the Dockerfile's WORKDIR
 OVERLAYS = ("cpu", "gpu")
@@ -77,7 +78,10 @@ def test_dockerfile_pins_copies_and_ray_version_match_the_project():
     # Every pin written in the Dockerfile equals pyproject's; the rest are read from pyproject itself.
     written = dict(re.findall(r"\b([a-z][a-z0-9_-]*)==([0-9][^\s\"']*)", joined))
     assert written == {"torch": PINS["torch"], "torchaudio": PINS["torchaudio"]}
-    assert "tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']" in joined
+    assert "p = tomllib.load(open('pyproject.toml', 'rb'))['project']" in joined
+    assert "p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]" in joined
+    extras = re.search(r"^ARG EXTRAS=(\S*)$", text, re.M).group(1).split(",")
+    assert set(extras) <= set(OPTIONAL), f"cluster/Dockerfile: EXTRAS {extras} not in pyproject's {sorted(OPTIONAL)}"
     copies = [line.split()[1:-1] for line in joined.splitlines() if line.startswith("COPY")]
     sources = [s for c in copies for s in c if not s.startswith("--")]
     assert {"pyproject.toml", "README.md", "mixscale", "tune"} <= set(sources)

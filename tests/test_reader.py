@@ -3,6 +3,7 @@ augmentations, genre balance, stems, and the Ray Data backend."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import Counter
@@ -32,6 +33,7 @@ from mixscale.data.reader import (
 )
 from mixscale.errors import CorpusError, MixscaleError
 from mixscale.genres import GENRE_INDEX
+from mixscale.testing.http import serve_directory
 from mixscale.testing.shards import track_ids, truncate_shard, write_test_shards
 from mixscale.testing.signals import generator, sine
 
@@ -249,6 +251,54 @@ def test_reads_any_fsspec_url(tmp_path):
         assert sorted(_ids(batches)) == track_ids(10) and stats["samples"] == 10
     finally:
         fs.rm("/bench-shards", recursive=True)
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """(served directory, its base URL on a real loopback HTTP server, GET paths served)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve_directory(str(root)) as (base, served):
+        yield root, base, served
+
+
+def test_shard_cache_downloads_each_remote_shard_once_and_reads_the_same(tmp_path, http_root):
+    root, base, served = http_root
+    write_test_shards(str(root / "shards"), 10, 3, seconds=0.5, sample_rate=SR)
+    cache = tmp_path / "cache"
+    cfg = _config(f"{base}/shards", cache_dir=str(cache))
+    first, stats = _epoch(cfg)
+    tars = [p for p in served if p.endswith(".tar")]
+    index = fmt.read_index(str(root / "shards"))
+    digests = {s["sha256"] for s in index["shards"] if s["split"] == "train"}
+    assert len(tars) == len(digests) == 4 and stats["samples"] == 10
+    assert {p.stem for p in cache.glob("*.tar")} == digests
+    again, _ = _epoch(cfg, epoch=0)
+    assert [p for p in served if p.endswith(".tar")] == tars           # no tar fetched twice
+    local, _ = _epoch(_config(str(root / "shards")))
+    for (_, a), (_, b), (_, c) in zip(first, again, local, strict=True):
+        assert a["track_id"] == b["track_id"] == c["track_id"]
+        torch.testing.assert_close(a["x_ref"], c["x_ref"], rtol=0, atol=0)
+
+
+def test_shard_cache_rejects_a_download_that_differs_from_its_sha256(tmp_path, http_root, caplog):
+    root, base, _ = http_root
+    write_test_shards(str(root / "shards"), 6, 3, seconds=0.5, sample_rate=SR)
+    index_path = root / "shards" / fmt.INDEX_NAME
+    index = json.loads(index_path.read_text())
+    bad = next(s for s in index["shards"] if s["split"] == "train")
+    bad["sha256"] = "0" * 64
+    index_path.write_text(json.dumps(index))
+    cache = tmp_path / "cache"
+    batches, stats = _epoch(_config(f"{base}/shards", cache_dir=str(cache)))
+    assert stats["corrupt_shards"] == 1 and stats["samples"] == 3
+    assert not (cache / f"{'0' * 64}.tar").exists() and not list(cache.glob(".part-*"))
+    assert "differs from the index's" in caplog.text
+
+
+def test_shard_cache_is_refused_with_the_ray_data_backend():
+    with pytest.raises(MixscaleError, match="cache_dir"):
+        ReaderConfig(url="s3://bucket/shards", backend="ray_data", cache_dir="/tmp/cache")
 
 
 def test_default_pairs_for_both_chains(tmp_path):

@@ -144,6 +144,20 @@ def test_config_files_inherit_and_errors_name_the_file(tmp_path):
         load_config(str(loop))
 
 
+def test_config_files_load_from_a_url_with_relative_inherit(tmp_path):
+    # A sweep's best.yaml in object storage: read through fsspec, its relative inherit beside it.
+    from mixscale.testing.http import serve_directory
+
+    (tmp_path / "parent.yaml").write_text("inherit: tiny\nepochs: 9\n")
+    (tmp_path / "best.yaml").write_text("inherit: parent.yaml\noptim:\n  lr: 5e-4\n")
+    with serve_directory(str(tmp_path)) as (base, served):
+        cfg = load_config(f"{base}/best.yaml")
+        with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+            load_config(f"{base}/missing.yaml")
+    assert cfg.optim.lr == 5e-4 and cfg.epochs == 9 and cfg.run.name == "tiny"
+    assert {"/best.yaml", "/parent.yaml"} <= set(served)
+
+
 # ---------------------------------------------------------------- optimizer and schedule
 
 

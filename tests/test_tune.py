@@ -129,6 +129,19 @@ def test_prepare_rejects_bad_options(tmp_path):
     assert spec.base["monitor"] == "val_mae" and spec.max_t == 3  # the space's set: epochs 3
 
 
+def test_remote_shards_get_the_node_local_cache_unless_told_otherwise(tmp_path):
+    from mixscale.data.shard_cache import DEFAULT_CACHE_DIR
+    from mixscale.tune.runner import prepare
+
+    def cache_dir(*overrides):
+        return prepare(SMOKE, "tiny", list(overrides), storage=str(tmp_path)).base["data"]["cache_dir"]
+
+    assert cache_dir("data.url=s3://bucket/shards") == DEFAULT_CACHE_DIR
+    assert cache_dir("data.url=s3://bucket/shards", "data.cache_dir=/scratch/c") == "/scratch/c"
+    assert cache_dir("data.url=s3://bucket/shards", "data.cache_dir=null") is None
+    assert cache_dir(f"data.url={tmp_path}") is None          # local shards: the page cache keeps them
+
+
 # ---------------------------------------------------------------- sweeps on Ray
 
 

@@ -77,6 +77,7 @@ from mixscale.data.augment import (
     source_length,
 )
 from mixscale.configs import reject_unknown_fields
+from mixscale.data.shard_cache import ShardCache
 from mixscale.errors import CorpusError, MixscaleError
 from mixscale.genres import GENRE_INDEX
 
@@ -118,6 +119,8 @@ class ReaderConfig:
     # Passed to pair_fn as ``strength``: scales the random perturbation.
     pair_strength: float = 1.0
     storage_options: dict[str, Any] = field(default_factory=dict)
+    # Node-local cache of remote shards (``mixscale.data.shard_cache``); None reads them remotely every epoch.
+    cache_dir: str | None = None
     prefetch_factor: int = 2
     # How loader workers start: "forkserver" (default: clean processes forked from a server
     # that has imported the reader, safe in a threaded parent such as a Ray Train worker),
@@ -151,6 +154,8 @@ class ReaderConfig:
             ("max_stems", self.max_stems, self.max_stems >= 1, ">= 1"),
             ("pair_strength", self.pair_strength, 0.0 <= self.pair_strength <= 1.0, "[0, 1]"),
             ("worker_start", self.worker_start, self.worker_start in WORKER_START, " | ".join(WORKER_START)),
+            ("cache_dir", self.cache_dir, not (self.cache_dir and self.backend == "ray_data"),
+             "None with backend ray_data (the shard cache serves the webdataset backend)"),
         ]
         for name, value, ok, allowed in checks:
             if not ok:
@@ -181,11 +186,12 @@ class ReaderConfig:
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard of the split: its full URL, sample count and per-genre counts."""
+    """One shard of the split: its full URL, sample count, per-genre counts and sha256 (None if unknown)."""
 
     url: str
     samples: int
     genres: Mapping[str, int]
+    sha256: str | None = None
 
 
 def list_shards(url: str, split: str, storage_options: Mapping[str, Any] | None = None) -> tuple[list[ShardInfo], int]:
@@ -198,7 +204,8 @@ def list_shards(url: str, split: str, storage_options: Mapping[str, Any] | None 
         present = sorted({s.get("split") for s in index.get("shards", [])})
         raise CorpusError(f"{url}/{fmt.INDEX_NAME} lists no shards of split {split!r}; splits present: {present}")
     base = url.rstrip("/")
-    shards = [ShardInfo(f"{base}/{s['path']}", int(s.get("samples", 0)), dict(s.get("genres") or {})) for s in entries]
+    shards = [ShardInfo(f"{base}/{s['path']}", int(s.get("samples", 0)), dict(s.get("genres") or {}), s.get("sha256"))
+              for s in entries]
     return shards, int(index.get("sample_rate") or fmt.SAMPLE_RATE)
 
 
@@ -244,13 +251,17 @@ class CorruptSample(Exception):
     """A sample that cannot be decoded; the reader skips and counts it."""
 
 
-def iter_tar_samples(url: str, storage_options: Mapping[str, Any], stats: Counter) -> Iterator[dict[str, Any]]:
+def iter_tar_samples(url: str, storage_options: Mapping[str, Any], stats: Counter,
+                     cache: ShardCache | None = None, sha256: str | None = None) -> Iterator[dict[str, Any]]:
     """Stream the samples ({"__key__", "__url__", ext: bytes}) of one tar at any fsspec URL.
 
-    A tar that breaks off ends the shard early, counted in ``stats["corrupt_shards"]``.
+    With a ``cache``, a remote tar is read from its verified node-local copy (see
+    ``mixscale.data.shard_cache``). A tar that breaks off, or whose download does not match
+    its sha256, ends the shard early, counted in ``stats["corrupt_shards"]``.
     """
     try:
-        with fsspec.open(url, "rb", **storage_options) as fh:
+        source = cache.local(url, sha256, storage_options) if cache is not None else url
+        with fsspec.open(source, "rb", **(storage_options if source == url else {})) as fh:
             files = ({**f, "__url__": url} for f in tar_file_iterator(fh))
             yield from group_by_keys(files)
     except TAR_ERRORS as e:
@@ -546,6 +557,7 @@ class _StreamBase(IterableDataset):
         self.pair_fn = pair_fn or default_pair_fn(config.chain)
         self.batch_fn = batch_fn
         self.shards, self.sample_rate = list_shards(config.url, config.split, config.storage_options)
+        self.cache = ShardCache(config.cache_dir) if config.cache_dir else None
         self.epoch = 0
         # Shared with persistent loader workers (``StreamLoader``), so set_epoch reaches them.
         self.shared_epoch: Any = None
@@ -615,7 +627,8 @@ class ShardStream(_StreamBase):
     def _items(self, shards: list[ShardInfo], consumers: int, consumer: int, modulo: bool) -> Iterator[Item]:
         index = 0
         for shard in shards:
-            for sample in iter_tar_samples(shard.url, self.config.storage_options, self._pending):
+            for sample in iter_tar_samples(shard.url, self.config.storage_options, self._pending,
+                                           self.cache, shard.sha256):
                 index += 1
                 if modulo and (index - 1) % consumers != consumer:
                     continue

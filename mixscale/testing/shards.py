@@ -3,7 +3,8 @@
 For tests and benchmarks of shard readers. Samples are encoded by
 ``mixscale.data.shard_format.encode_sample`` and written with ``webdataset.TarWriter``,
 and the index has the fields the reader uses (``format``, ``version``,
-``sample_rate``, and per shard ``path``, ``split``, ``samples``, ``genres``), so
+``sample_rate``, and per shard ``path``, ``split``, ``samples``, ``genres``, ``sha256``,
+``bytes``), so
 the shards are the same format the shard builder writes. Everything is seeded:
 sample i of a call is the same audio whatever the shard size.
 
@@ -18,12 +19,14 @@ import os
 from collections import Counter
 from typing import Iterable, Sequence
 
+import fsspec
 import numpy as np
 import soundfile as sf
 import torch
 import webdataset as wds
 
 from mixscale.data import shard_format as fmt
+from mixscale.data.shard_writer import file_sha256
 from mixscale.genres import SYNTH_GENRES
 
 # Bytes that no audio decoder accepts, behind a FLAC magic number.
@@ -119,7 +122,9 @@ def write_test_shards(
                 counts[genre or fmt.NO_GENRE] += 1
                 if files_dir:
                     sf.write(os.path.join(files_dir, f"{ids[i]}.flac"), mix.numpy().T, sample_rate, subtype="PCM_24")
-        entry = {"path": rel, "split": split, "samples": sum(counts.values()), "genres": dict(sorted(counts.items()))}
+        digest, size = file_sha256(fsspec.filesystem("file"), os.path.join(root, rel))
+        entry = {"path": rel, "split": split, "samples": sum(counts.values()), "genres": dict(sorted(counts.items())),
+                 "sha256": digest, "bytes": size}
         index["shards"].append(entry)
     with open(index_path, "w", encoding="utf-8") as fh:
         json.dump(index, fh, indent=1)

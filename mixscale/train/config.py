@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import types
 import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Union
 
+import fsspec
 import yaml
 
 from mixscale.data.augment import AugmentConfig
 from mixscale.data.reader import BACKENDS, WORKER_START, ReaderConfig
+from mixscale.data.shard_cache import is_local
 from mixscale.errors import MixscaleError
 from mixscale.losses.total import LossConfig
 from mixscale.models.config import ModelConfig
@@ -73,6 +76,9 @@ class DataConfig:
     prefetch_factor: int = 2
     worker_start: str = "forkserver"
     storage_options: dict[str, Any] = field(default_factory=dict)
+    # Node-local cache of remote shards, kept across epochs, runs and sweep trials
+    # (``mixscale.data.shard_cache``); None streams them from ``url`` every epoch.
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         _check("data.backend", self.backend, self.backend in BACKENDS, " | ".join(BACKENDS))
@@ -105,7 +111,7 @@ class DataConfig:
             num_workers=self.num_workers, seed=seed, max_stems=self.max_stems,
             augment=self.augment if train else AugmentConfig(), genre_balanced=self.genre_balanced and train,
             backend=self.backend, pair_strength=self.pair_strength, storage_options=dict(self.storage_options),
-            prefetch_factor=self.prefetch_factor, worker_start=self.worker_start,
+            cache_dir=self.cache_dir, prefetch_factor=self.prefetch_factor, worker_start=self.worker_start,
         )
 
 
@@ -454,7 +460,7 @@ def presets() -> list[str]:
 
 def _read_yaml(path: str) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as fh:
+        with fsspec.open(path, "r", encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found; built-in presets: {', '.join(presets())}") from None
@@ -470,8 +476,9 @@ def _read_yaml(path: str) -> dict[str, Any]:
 def _resolve(name_or_path: str, relative_to: str | None = None) -> str:
     if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
         path = name_or_path
-        if relative_to and not os.path.isabs(path):
-            path = os.path.join(os.path.dirname(relative_to), path)
+        if relative_to and not os.path.isabs(path) and is_local(path):
+            join, dirname = (os.path.join, os.path.dirname) if is_local(relative_to) else (posixpath.join, posixpath.dirname)
+            path = join(dirname(relative_to), path)
         return path
     path = os.path.join(PRESET_DIR, f"{name_or_path}.yaml")
     if not os.path.exists(path):
@@ -485,7 +492,7 @@ def preset_chain(name_or_path: str) -> list[tuple[str, dict[str, Any]]]:
     chain, seen = [], set()
     path = _resolve(name_or_path)
     while True:
-        real = os.path.realpath(path)
+        real = os.path.realpath(path) if is_local(path) else path
         if real in seen:
             raise ConfigError(f"{path}: 'inherit' makes a cycle through {', '.join(p for p, _ in chain)}")
         seen.add(real)

@@ -24,20 +24,16 @@ from typing import Any, Mapping, Sequence
 
 import fsspec
 
+from mixscale.data.shard_cache import is_local
 from mixscale.train.config import TrainConfig, config_from
 from mixscale.train.loop import MODEL_DIR, TENSORBOARD_DIR, Reporter, fit, read_history
 
 # Ray Train's print patch prefixes and reroutes worker prints; progress lines read better without it.
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 BEST_MODEL_DIR = "best_model"
-LOCAL_PROTOCOLS = ("file", "local")
 
 
 # ---------------------------------------------------------------- storage
-
-
-def is_local(url: str) -> bool:
-    return fsspec.utils.get_protocol(url) in LOCAL_PROTOCOLS
 
 
 def storage_for(url: str) -> tuple[str, Any]:

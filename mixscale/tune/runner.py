@@ -31,10 +31,11 @@ from typing import Any, Mapping, Sequence
 
 import fsspec
 
+from mixscale.data.shard_cache import DEFAULT_CACHE_DIR, is_local
 from mixscale.errors import MixscaleError
 from mixscale.train.config import BASE_PRESET, TrainConfig, load_config, presets
 from mixscale.train.cv import fold_config, summarize
-from mixscale.train.ray_train import ensure_ray, is_local, make_trainer, preflight, storage_for
+from mixscale.train.ray_train import ensure_ray, make_trainer, preflight, storage_for
 from mixscale.tune.space import SearchSpace, apply, load_space, space_from_dict
 
 SWEEP_FILE = "sweep.json"
@@ -223,6 +224,11 @@ def prepare(space_path: str, preset: str = BASE_PRESET, overrides: Sequence[str]
     extra += [f"monitor={space.metric}", f"monitor_mode={space.mode}"]
     all_overrides = [*space.fixed_overrides(), *overrides, *extra]
     base = load_config(preset, all_overrides)
+    if not is_local(base.data.url) and base.data.cache_dir is None and not any(
+            o.startswith("data.cache_dir=") for o in all_overrides):
+        # Trials on a node share one copy of each remote shard (mixscale.data.shard_cache).
+        all_overrides.append(f"data.cache_dir={DEFAULT_CACHE_DIR}")
+        base = load_config(preset, all_overrides)
     space = load_space(space_path, base)  # every value built into the base config
     max_t = space.asha.max_t or base.epochs
     if space.asha.grace_period > max_t:
