@@ -15,6 +15,7 @@ Shapes: C channels, T samples (legend in ``mixscale``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import struct
@@ -25,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from mixscale import SAMPLE_RATE
 from mixscale.errors import AudioError
@@ -54,15 +54,75 @@ class ClippingWarning(UserWarning):
 
 
 # ---------------------------------------------------------------- resampling
+#
+# ``resample`` computes exactly what ``torchaudio.functional.resample(x, from_sr, to_sr,
+# **RESAMPLE_KWARGS)`` computes (the same kernel; outputs equal within float rounding,
+# which the tests check), in a faster arrangement. With the rates reduced by their gcd
+# to ``orig`` : ``new``, output sample ``b * new + q`` is the dot product of kernel row q
+# (K taps) with the input from ``b * orig`` on. torchaudio runs that as a one-channel
+# convolution with stride ``orig``, which CPUs run poorly when ``orig`` and ``new`` are
+# small (44.1 -> 22.05 kHz is 2 : 1: 274 taps on one channel). Here the input is cut into
+# blocks of P = m * orig samples (P channels) and m consecutive kernel rows become the
+# m * new output channels of a stride-1 convolution over blocks: the same products,
+# summed in another order, as one wide matrix product. m makes m * new >= RESAMPLE_PHASES
+# (measured on one core, 30 s of stereo 44.1 -> 22.05 kHz: 110 ms -> 19 ms). The kernel
+# is computed in float64 once per (rates, dtype, device) and cached.
+
+RESAMPLE_PHASES = 16
+
+
+@functools.lru_cache(maxsize=32)
+def _resample_kernel(orig: int, new: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, int, int]:
+    """The blocked kernel (m * new, m * orig, J), its left padding ``width`` and m.
+
+    Rows are torchaudio's windowed-sinc design for ``RESAMPLE_KWARGS``: kernel row q is
+    sinc(pi t) * kaiser(t) * base / orig at t = base * (i / orig - q / new) for taps
+    i in [-width, width + orig), clamped to +-lowpass_filter_width zero crossings, with
+    base = min(orig, new) * rolloff.
+    """
+    zeros, beta = RESAMPLE_KWARGS["lowpass_filter_width"], RESAMPLE_KWARGS["beta"]
+    base = min(orig, new) * RESAMPLE_KWARGS["rolloff"]
+    width = math.ceil(zeros * orig / base)
+    taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig
+    t = ((taps[None, :] - torch.arange(new, dtype=torch.float64)[:, None] / new) * base).clamp(-zeros, zeros)
+    window = torch.i0(beta * (1 - (t / zeros) ** 2).sqrt()) / torch.i0(torch.tensor(beta, dtype=torch.float64))
+    rows = torch.sinc(t) * window * (base / orig)                               # (new, K)
+    m = max(1, math.ceil(RESAMPLE_PHASES / new))
+    k, block = rows.shape[1], m * orig
+    blocks = math.ceil((k + (m - 1) * orig) / block)
+    kernel = torch.zeros(m * new, blocks * block, dtype=torch.float64)
+    for r in range(m):          # output block row r reads the input from r * orig on
+        kernel[r * new:(r + 1) * new, r * orig:r * orig + k] = rows
+    kernel = kernel.reshape(m * new, blocks, block).transpose(1, 2).contiguous()  # (m*new, P, J)
+    return kernel.to(device=device, dtype=dtype), width, m
+
 
 def resample(x: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
-    """Band-limited resampling of (..., T) to (..., T * to_sr / from_sr); same dtype."""
+    """Band-limited resampling of (..., T) to (..., ceil(T * to_sr / from_sr)); same dtype.
+
+    The design is ``RESAMPLE_KWARGS`` (see there); the arrangement is described above.
+    """
     for name, rate in (("from_sr", from_sr), ("to_sr", to_sr)):
         if int(rate) != rate or rate <= 0:
             raise AudioError(f"resample: {name} = {rate!r} must be a positive whole number of Hz")
     if from_sr == to_sr:
         return x
-    return AF.resample(x, int(from_sr), int(to_sr), **RESAMPLE_KWARGS)
+    if not x.is_floating_point():
+        raise AudioError(f"resample: audio dtype {x.dtype} is not floating point; allowed float32 or float64")
+    gcd = math.gcd(int(from_sr), int(to_sr))
+    orig, new = int(from_sr) // gcd, int(to_sr) // gcd
+    kernel, width, m = _resample_kernel(orig, new, x.dtype, str(x.device))
+    shape, length = x.shape, x.shape[-1]
+    if length == 0 or x.numel() == 0:
+        return x.new_zeros(*shape[:-1], math.ceil(new * length / orig))
+    flat = x.reshape(-1, length)
+    block, out_blocks = kernel.shape[1], math.ceil((length // orig + 1) / m)
+    in_blocks = out_blocks + kernel.shape[2] - 1
+    padded = torch.nn.functional.pad(flat, (width, in_blocks * block - length - width))
+    blocks = padded.reshape(flat.shape[0], in_blocks, block).transpose(1, 2)   # (N, P, in_blocks)
+    y = torch.nn.functional.conv1d(blocks, kernel)                             # (N, m * new, out_blocks)
+    y = y.transpose(1, 2).reshape(flat.shape[0], -1)[:, :math.ceil(new * length / orig)]
+    return y.reshape(*shape[:-1], y.shape[-1])
 
 
 def check_sample_rate(sample_rate: int, source: str) -> None:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-import torchaudio.functional as AF
 
 from mixscale import SAMPLE_RATE, schema
+from mixscale.audio import resample
 from mixscale.errors import MixscaleError, SettingsError
 from mixscale.genres import GENRE_INDEX, GENRES
 
@@ -122,23 +122,27 @@ def _db(linear: float) -> float:
 
 
 def measure(x, sample_rate: int) -> dict[str, float]:
-    """Loudness figures of x (C, T): LUFS, LU, dBTP and dBFS (-inf for silence)."""
+    """Loudness figures of x (C, T): LUFS, LU, dBTP and dBFS (-inf for silence).
+
+    One ``loudness.meter`` pass (x K-weighted once for the integrated loudness and the range).
+    """
     from mixscale.fx import loudness
 
     with torch.no_grad():
         b = torch.as_tensor(x, dtype=torch.float32)[None]  # float32: within 1e-3 LU / dB of float64
+        figures = loudness.meter(b, sample_rate)
         return {
-            "integrated_lufs": float(loudness.integrated_loudness(b, sample_rate)[0]),
-            "loudness_range_lu": float(loudness.loudness_range(b, sample_rate)[0]),
-            "true_peak_dbtp": _db(float(loudness.true_peak(b, sample_rate)[0])),
-            "sample_peak_dbfs": _db(float(loudness.sample_peak(b)[0])),
+            "integrated_lufs": float(figures["integrated_lufs"][0]),
+            "loudness_range_lu": float(figures["loudness_range_lu"][0]),
+            "true_peak_dbtp": _db(float(figures["true_peak"][0])),
+            "sample_peak_dbfs": _db(float(figures["sample_peak"][0])),
         }
 
 
 def to_working_rate(x, sample_rate: int) -> torch.Tensor:
     """Audio (..., T) as float32 at ``SAMPLE_RATE``."""
     x = torch.as_tensor(x, dtype=torch.float32)
-    return AF.resample(x, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else x
+    return resample(x, sample_rate, SAMPLE_RATE)
 
 
 @torch.no_grad()
@@ -281,7 +285,7 @@ class Predictor:
     path: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     window_s: float = 10.0
-    hop_s: float = 5.0
+    hop_s: float = 10.0   # windows side by side (see mixscale.models.multiscale on the overlap)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, task: str = "master", device: str = "cpu",

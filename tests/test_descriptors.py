@@ -1,16 +1,22 @@
-"""Analysis descriptors: layout, agreement with the meters, and properties of known signals."""
+"""Analysis descriptors: layout, agreement with the meters and with the librosa functions they
+reproduce, batches, and properties of known signals."""
 
 from __future__ import annotations
 
 import math
 
+import librosa
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 
 from mixscale.errors import MixscaleError
-from mixscale.features.descriptors import (DIM, LAYOUT, LUFS_FLOOR, descriptor_batch, descriptor_names,
-                                           descriptor_vector, descriptors, to_vector)
+from mixscale.features.descriptors import (ANALYSIS_RATE, DIM, HOP, HPSS_KERNEL, LAYOUT, LUFS_FLOOR, N_FFT, N_MELS,
+                                           N_MFCC, TEMPO_WINDOW, TEMPOGRAM_WINDOW, _mean_tempogram, _median_filter,
+                                           _power_spectrogram, _rhythm, _spectral, _zero_crossing_rate,
+                                           descriptor_batch, descriptor_names, descriptor_vector, descriptors,
+                                           to_vector)
 from mixscale.fx import loudness
 from mixscale.testing.signals import music_like, noise, sine
 
@@ -112,6 +118,9 @@ def test_stereo_descriptors():
     left = centred.clone()
     left[1] = 0.0
     assert descriptors(left, SR)["balance_db"] == 60.0
+    dc = np.full((2, SR), 0.25)
+    dc[1] = -0.5                                        # constant channels: no variation to correlate
+    assert descriptors(dc, SR)["stereo_correlation"] == 1.0
     wide = descriptors(noise(1.0, SR, rms=0.1, seed=4)[0], SR)  # independent channels
     assert abs(wide["stereo_correlation"]) < 0.05 and abs(wide["side_to_mid_db"]) < 0.5
 
@@ -132,3 +141,71 @@ def test_bad_input_raises_naming_the_source():
         descriptors(bad, SR, source="clip.wav")
     with pytest.raises(MixscaleError, match="sample_rate = 0"):
         descriptors(np.zeros((2, 100)), 0)
+
+
+# ---------------------------------------------------------------- the fast paths reproduce librosa
+
+def _analysis_clip(seconds: float = 3.0, batch: int = 2) -> np.ndarray:
+    """Mono (B, T) float64 at the analysis rate."""
+    return music_like(seconds, ANALYSIS_RATE, batch=batch, seed=7).double().mean(dim=1).numpy()
+
+
+def test_spectrogram_mel_chroma_contrast_and_zcr_match_librosa():
+    mono = _analysis_clip()
+    power = _power_spectrogram(mono)                                          # (B, F, bins)
+    mel = _spectral(mono)
+    for i, y in enumerate(mono):
+        ref_power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2  # (bins, F)
+        np.testing.assert_allclose(power[i].T, ref_power, rtol=1e-9, atol=1e-9 * ref_power.max())
+        ref_mel = librosa.feature.melspectrogram(S=ref_power, sr=ANALYSIS_RATE, n_mels=N_MELS)
+        log_mel = librosa.power_to_db(ref_mel, ref=1.0, amin=1e-10, top_db=None)
+        mfcc = librosa.feature.mfcc(S=log_mel, sr=ANALYSIS_RATE, n_mfcc=N_MFCC)
+        np.testing.assert_allclose(mel["mfcc_mean"][i], mfcc.mean(axis=1), atol=1e-8)
+        np.testing.assert_allclose(mel["mfcc_std"][i], mfcc.std(axis=1), atol=1e-8)
+        chroma = librosa.feature.chroma_stft(S=ref_power, sr=ANALYSIS_RATE, tuning=0.0)
+        np.testing.assert_allclose(mel["chroma"][i], chroma.mean(axis=1), atol=1e-12)
+        tonnetz = librosa.feature.tonnetz(chroma=chroma, sr=ANALYSIS_RATE)
+        np.testing.assert_allclose(mel["tonnetz"][i], tonnetz.mean(axis=1), atol=1e-12)
+        contrast = librosa.feature.spectral_contrast(S=np.sqrt(ref_power), sr=ANALYSIS_RATE)
+        np.testing.assert_allclose(mel["spectral_contrast"][i], contrast.mean(axis=1), atol=1e-4)  # float32 dB
+        zcr = librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP)[0]
+        np.testing.assert_array_equal(_zero_crossing_rate(mono)[i], zcr)
+        harm, perc = librosa.decompose.hpss(ref_mel, kernel_size=HPSS_KERNEL)
+        assert mel["harmonic_percussive_ratio"][i] == pytest.approx(harm.sum() / (harm.sum() + perc.sum()), abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [5, 40])  # 5: shorter than the filter's half width, mirrored more than once
+def test_median_filter_is_scipys_reflect_median(n):
+    x = np.random.default_rng(n).random((3, 4, n))
+    ref = scipy.ndimage.median_filter(x, size=(1, 1, HPSS_KERNEL), mode="reflect")
+    np.testing.assert_array_equal(_median_filter(x, HPSS_KERNEL), ref)
+
+
+def test_tempo_and_tempogram_match_librosa():
+    x = np.stack([clicks(100.0, 9.0, ANALYSIS_RATE)[0], _analysis_clip(9.0, 1)[0]])  # (2, T)
+    envs = np.stack([librosa.onset.onset_strength(y=y, sr=ANALYSIS_RATE, hop_length=HOP) for y in x])
+    for win in (TEMPO_WINDOW, TEMPOGRAM_WINDOW):
+        ref = np.stack([librosa.feature.tempogram(onset_envelope=e, sr=ANALYSIS_RATE, hop_length=HOP,
+                                                  win_length=win).mean(axis=1) for e in envs])
+        np.testing.assert_allclose(_mean_tempogram(envs, win), ref, atol=1e-12)
+    tempo = _rhythm(envs, x.shape[-1] / ANALYSIS_RATE)["tempo_bpm"]
+    ref = [librosa.feature.tempo(onset_envelope=e, sr=ANALYSIS_RATE, hop_length=HOP)[0] for e in envs]
+    np.testing.assert_array_equal(tempo, ref)
+    assert tempo[0] == pytest.approx(100.0, rel=0.05)
+
+
+def test_batch_rows_are_the_single_clip_vectors():
+    x = music_like(2.0, SR, batch=3, seed=5).float()
+    x[2, 1] = x[2, 0]                                  # a centred item beside two wide ones
+    batch = descriptor_batch(x, SR)
+    single = np.stack([descriptor_vector(item, SR) for item in x])
+    np.testing.assert_allclose(batch.numpy(), single, rtol=1e-6, atol=1e-5)
+    mono = descriptor_batch(x[:, :1], SR)              # (B, 1, T) counts as centred stereo
+    np.testing.assert_allclose(mono.numpy(), np.stack([descriptor_vector(item[0], SR) for item in x]),
+                               rtol=1e-6, atol=1e-5)
+    bad = x.clone()
+    bad[1, 0, 7] = float("inf")
+    with pytest.raises(MixscaleError, match="batch item 1: audio contains NaN or infinite"):
+        descriptor_batch(bad, SR)
+    with pytest.raises(MixscaleError, match=r"\(B, C, T\)"):
+        descriptor_batch(x[0], SR)

@@ -75,7 +75,6 @@ def test_int8_close_to_fp32_and_quantizes(tmp_path, audio, encoder):
     assert torch.equal(_outputs(fp32, audio)[0]["settings"], ref["settings"])
 
 
-@pytest.mark.slow   # the mlp member's librosa descriptors: about 20 s on 2 idle cores
 def test_ensemble_exports_every_member_and_predicts_a_track(tmp_path):
     ckpt = tiny_ensemble_checkpoint(tmp_path / "ens", encoders=("cnn", "mlp"))
     out = export_checkpoint(ckpt, "onnx", tmp_path / "ens_onnx")

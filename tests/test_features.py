@@ -84,3 +84,53 @@ def test_bad_config_names_the_setting(kw, name):
 def test_bad_input_shape_raises():
     with pytest.raises(MixscaleError, match=r"\(B, C, T\)"):
         LogMel(MelConfig(sample_rate=16000, n_fft=256, hop=64, n_mels=16))(torch.zeros(1, 2, 3, 100))
+
+
+def _stft_mel_power(mel: LogMel, x: torch.Tensor) -> torch.Tensor:
+    """Independent reference: torch.stft and the dense filterbank, (N, T) -> (N, M, F)."""
+    cfg = mel.config
+    spec = torch.stft(x.double(), cfg.n_fft, cfg.hop, window=mel.window.double(), center=True,
+                      pad_mode="constant", return_complex=True)
+    return (mel.fbank.double() @ spec.abs().square()).float()
+
+
+def test_mixes_of_channel_spectra_equal_spectra_of_time_domain_mixes():
+    # STFT and filterbank are linear: a mix of the channel spectra is the spectrum of the mix.
+    cfg = MelConfig(sample_rate=22050, n_fft=1024, hop=256, n_mels=64, channels="stereo")
+    mel = LogMel(cfg)
+    x = torch.from_numpy(_audio(4, 2, 2.0, 22050))[None].repeat(3, 1, 1)
+    x[1, 1] *= 0.25
+    mix = ((1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.5, -0.5), (0.3, 0.7), (-1.0, 0.0))
+    got = mel.power(x, mix)
+    assert got.shape == (3, len(mix), 64, mel.num_frames(x.shape[-1]))
+    for k, (a, b) in enumerate(mix):
+        ref = _stft_mel_power(mel, a * x[:, 0] + b * x[:, 1])
+        torch.testing.assert_close(got[:, k], ref, rtol=1e-4, atol=1e-6 * float(ref.max()))
+    # Per-channel power (no mix) is the mix with the identity.
+    torch.testing.assert_close(mel.power(x), got[:, :2], rtol=1e-6, atol=0)
+
+
+def test_side_of_dual_mono_stays_at_the_floor():
+    cfg = MelConfig(sample_rate=16000, n_fft=512, hop=128, n_mels=40, channels="stereo")
+    x = torch.from_numpy(_audio(5, 1, 0.5, 16000)).repeat(2, 1)[None]
+    db = LogMel(cfg)(x, ((0.5, 0.5), (0.5, -0.5)))
+    assert torch.all(db[0, 1] == -100.0) and db[0, 0].max() > -20.0
+
+
+def test_long_batches_are_cut_into_chunks_without_changing_the_result():
+    # 4 items of 3 s stereo at 16 kHz are more frames than one CPU chunk holds.
+    cfg = MelConfig(sample_rate=16000, n_fft=512, hop=64, n_mels=32, channels="stereo")
+    mel = LogMel(cfg)
+    x = torch.from_numpy(_audio(6, 2, 3.0, 16000))[None].repeat(4, 1, 1) * torch.tensor([1.0, 0.5, 0.1, 2.0])[:, None, None]
+    out = mel(x)
+    for i in range(4):
+        torch.testing.assert_close(out[i], mel(x[i:i + 1])[0], rtol=0, atol=1e-4)
+    assert mel(x[:0]).shape == (0, 2, 32, mel.num_frames(x.shape[-1]))
+
+
+def test_mix_needs_stereo_mode_and_one_coefficient_per_channel():
+    x = torch.zeros(1, 2, 1000)
+    with pytest.raises(MixscaleError, match="mix needs channels='stereo'"):
+        LogMel(MelConfig(sample_rate=16000, n_fft=256, hop=64, n_mels=16)).power(x, ((0.5, 0.5),))
+    with pytest.raises(MixscaleError, match="rows of 2 coefficients"):
+        LogMel(MelConfig(sample_rate=16000, n_fft=256, hop=64, n_mels=16, channels="stereo")).power(x, ((1.0,),))

@@ -10,8 +10,9 @@ import torch
 
 from mixscale import schema
 from mixscale.fx import chain as fx_chain
+from mixscale.fx.biquad import biquad_cascade, cascade_response, filter_response
 from mixscale.fx.dynamics import compressor
-from mixscale.fx.eq import SHELF_Q, eq_response_db, parametric_eq
+from mixscale.fx.eq import SHELF_Q, eq_coefficients, eq_response_db, parametric_eq
 from mixscale.fx.gain import pan, stereo_width
 from mixscale.fx.limiter import true_peak_limiter
 from mixscale.fx.loudness import true_peak
@@ -126,6 +127,52 @@ def test_eq_matches_pedalboard_on_noise(band):
         band_mask = (fw >= 20) & (fw <= 20000)
         diff = 10 * np.log10(p_ours[band_mask] / p_theirs[band_mask])
         assert np.abs(diff).max() < 0.5, f"{band} f={f:.0f} g={g:.1f} q={q:.2f}: {np.abs(diff).max():.2f} dB"
+
+
+def _random_eq(rng, n, dtype=torch.float64):
+    """Every band of a batch of n EQs at random in-range settings: {kwarg: (n,)}."""
+    p = {}
+    for band in BANDS:
+        for name in ("freq_hz", "gain_db", "q"):
+            key = f"eq.{band}.{name}"
+            if key in schema.names("master"):
+                values = schema.denormalize(schema.param("master", key), torch.tensor(rng.uniform(size=n)))
+                p[f"{band}_{name}"] = values.to(dtype)
+    return p
+
+
+def test_eq_recursion_equals_fft_application_of_the_exact_response():
+    """The recursion (biquad_cascade) equals filtering by the cascade's frequency response
+    (filter_response, as K-weighting runs): the two applications in biquad.py agree."""
+    rng = np.random.default_rng(11)
+    x = noise(0.5, SR, batch=3, dtype=torch.float64)
+    coeffs = eq_coefficients(SR, _random_eq(rng, 3))
+    fft = filter_response(x, SR, lambda n: cascade_response(coeffs, n))
+    assert (biquad_cascade(x, coeffs) - fft).abs().max() < 1e-9 * x.abs().max()
+
+
+def test_eq_item_output_does_not_depend_on_its_batch():
+    """Rows run side by side in the kernel (16, 4 or 2 at a time); an item's output is
+    bit for bit the same alone or in a batch of any size."""
+    rng = np.random.default_rng(12)
+    x = music_like(0.3, SR, batch=9, seed=2)
+    p = _random_eq(rng, 9, torch.float32)
+    together = parametric_eq(x, SR, **p)
+    for lo, hi in ((0, 1), (1, 3), (3, 9)):
+        part = parametric_eq(x[lo:hi], SR, **{k: v[lo:hi] for k, v in p.items()})
+        assert torch.equal(part, together[lo:hi])
+    many = parametric_eq(x.repeat(2, 1, 1), SR, **{k: v.repeat(2) for k, v in p.items()})  # 36 rows: 16 lanes
+    assert torch.equal(many[:9], together) and torch.equal(many[9:], together)
+
+
+def test_eq_neutral_bands_return_input_exactly():
+    x = music_like(0.5, SR, batch=2, seed=4)
+    p = {k: torch.full((2,), v) for k, v in _eq_defaults("master").items()}
+    assert torch.equal(parametric_eq(x, SR, **p), x)
+    # A single band at work leaves the neutral ones out of the arithmetic.
+    p["peak2_gain_db"] = torch.tensor([0.0, 3.0])
+    y = parametric_eq(x, SR, **p)
+    assert torch.equal(y[0], x[0]) and not torch.equal(y[1], x[1])
 
 
 def test_eq_cut_undoes_boost_exactly():
@@ -258,6 +305,19 @@ def test_eq_gradcheck_every_parameter():
 def test_compressor_gradcheck_every_parameter():
     x = (music_like(0.05, GRAD_SR, level=0.9).double()).requires_grad_()
     ps = [_double(-20.0), _double(4.0), _double(2.0), _double(30.0), _double(6.0), _double(2.0)]
+
+    def f(x, t, r, a, rel, k, m):
+        return compressor(x, GRAD_SR, threshold_db=t, ratio=r, attack_ms=a, release_ms=rel, knee_db=k, makeup_db=m)
+
+    assert torch.autograd.gradcheck(f, (x, *ps), eps=1e-6, atol=1e-5)
+
+
+def test_compressor_gradcheck_with_identical_channels():
+    """Mono content: the stereo-linked peak ties on every sample and its gradient is
+    shared equally between the channels (the central difference sees the same)."""
+    mono = music_like(0.05, GRAD_SR, level=0.9).double()[:, :1]
+    x = mono.expand(1, 2, -1).clone().requires_grad_()
+    ps = [_double(-20.0), _double(3.0), _double(1.0), _double(30.0), _double(4.0), _double(0.0)]
 
     def f(x, t, r, a, rel, k, m):
         return compressor(x, GRAD_SR, threshold_db=t, ratio=r, attack_ms=a, release_ms=rel, knee_db=k, makeup_db=m)

@@ -115,3 +115,50 @@ def test_master_rejects_silence_and_unreachable_gain():
         fit_master_gain(torch.zeros(1, 2, 44100), 44100, {}, -14.0, -1.0)
     with pytest.raises(SettingsError, match="dB of gain"):
         fit_master_gain(music_like(2.0, 44100, level=3e-3), 44100, {}, -6.0, -1.0)
+
+
+def test_meter_equals_the_separate_functions_and_batches_independently():
+    """``meter`` (K-weighting once) gives what each function gives on its own, item by item."""
+    from mixscale.fx.loudness import meter
+
+    sr = 44100
+    x = torch.cat([music_like(5.0, sr, seed=6), music_like(5.0, sr, seed=7, level=0.05),
+                   torch.zeros(1, 2, 5 * sr)])
+    figures = meter(x, sr)
+    expected = {"integrated_lufs": integrated_loudness(x, sr), "loudness_range_lu": loudness_range(x, sr),
+                "true_peak": true_peak(x), "sample_peak": sample_peak(x)}
+    for name, value in expected.items():
+        assert figures[name].shape == (3,), name
+        torch.testing.assert_close(figures[name], value, rtol=0, atol=0, msg=name)
+    alone = meter(x[1:2], sr)
+    for name in expected:
+        assert float(alone[name][0]) == pytest.approx(float(figures[name][1]), abs=1e-5), name
+    assert figures["integrated_lufs"][2] == -math.inf and figures["loudness_range_lu"][2] == 0
+
+
+@pytest.mark.parametrize("sr", [11025, 44100])
+def test_block_power_equals_the_direct_block_means(sr):
+    """Running-sum block means equal the mean of each block, with N = (T - block) // hop + 1."""
+    from mixscale.fx.loudness import _block_power
+
+    power = torch.rand(2, 7 * sr + 123, generator=torch.Generator().manual_seed(0)) * 1e-3
+    for block_s, hop_s in ((0.4, 0.1), (3.0, 0.1)):
+        block, hop = round(block_s * sr), round(hop_s * sr)
+        got = _block_power(power, sr, block_s, hop_s)
+        direct = torch.stack([power[:, s:s + block].double().mean(-1)
+                              for s in range(0, power.shape[-1] - block + 1, hop)], dim=-1)
+        assert got.shape == direct.shape == (2, (power.shape[-1] - block) // hop + 1)
+        torch.testing.assert_close(got.double(), direct, rtol=1e-5, atol=0)
+
+
+def test_integrated_loudness_gradient_matches_finite_differences():
+    """The gradient through the K-weighting recursion and the running-sum blocks is the true one."""
+    sr = 8000
+    x = music_like(2.0, sr, seed=8).double().requires_grad_()
+    integrated_loudness(x, sr).sum().backward()
+    direction = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eps = 1e-6
+    with torch.no_grad():
+        numeric = (integrated_loudness(x + eps * direction, sr)
+                   - integrated_loudness(x - eps * direction, sr)) / (2 * eps)
+    assert float((x.grad * direction).sum()) == pytest.approx(float(numeric[0]), rel=1e-4)

@@ -12,10 +12,10 @@ import socket
 import pytest
 import torch
 import torch.nn.functional as F
-import torchaudio.functional as AF
 from safetensors.torch import load_file
 
 from mixscale import schema
+from mixscale.audio import resample
 from mixscale.errors import MixscaleError
 from mixscale.genres import GENRES
 from mixscale.models import (ENCODERS, Ensemble, MasterModel, MixModel, ModelConfig, build_encoder, build_model,
@@ -452,7 +452,7 @@ def test_multiscale_with_an_ensemble_uses_uncertainty(tmp_path):
     n = len(window_starts(3 * SR, SR, SR // 2))
     assert out["window_settings"].shape == (n, P) and n == 5
     with torch.no_grad():
-        first = ens(AF.resample(x, 22050, SR)[..., :SR])
+        first = ens(resample(x, 22050, SR)[..., :SR])   # predict_track's resampler
     conf = out["window_confidence"][0]
     torch.testing.assert_close(out["window_weights"][0], conf / (first["uncertainty"][0] + UNCERTAINTY_FLOOR))
     lo, hi = out["window_settings"].amin(0), out["window_settings"].amax(0)
@@ -546,3 +546,68 @@ def test_tiny_cnn_overfits_a_fixed_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+# ------------------------------------------------------------------ fast inference arrangements
+
+def test_stereo_front_end_equals_log_mels_of_time_domain_views():
+    # The views are mixed from the channel spectra; the reference mixes the audio first.
+    from mixscale.features import LogMel
+    from mixscale.models.encoders.frontend import CENTER_DB, MAX_DB, SCALE_DB
+
+    cfg = tiny("cnn")
+    x = audio(batch=3, seconds=1.0, seed=4)
+    x[2, 1] = x[2, 0]                                          # dual mono: its side is silent
+    left, right = x[:, :1], x[:, 1:]
+    views = torch.cat([left, right, (left + right) / 2, (left - right) / 2], dim=1)
+    per_channel = LogMel(cfg.mel_config()).double()            # float64: the exact values
+    ref = ((per_channel(views.double()).clamp(max=MAX_DB) - CENTER_DB) / SCALE_DB).float()
+    got = build_front_end(cfg)(x)
+    assert got.shape == ref.shape == (3, 4, cfg.n_mels, 1 + x.shape[-1] // cfg.hop)
+    # float32 rounding: 0.01 dB at worst, in bins 90 dB below their frame's peak (the
+    # float32 STFT of the time-domain views is off by as much).
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-3)
+    assert torch.all(got[2, 3] == (-100.0 - CENTER_DB) / SCALE_DB)
+
+
+@pytest.mark.parametrize("pool", [(2, 2), (2, 1)])
+def test_conv_block_in_eval_equals_its_layers_in_order(pool):
+    # Eval folds batch norm into the convolution and pools before the ReLU: the same
+    # function as conv -> BN -> ReLU -> pool, within float rounding; training is unchanged.
+    from mixscale.models.encoders.cnn import ConvBlock
+
+    torch.manual_seed(0)
+    block = ConvBlock(4, 8, pool)
+    conv, bn, relu, mp = block
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.2, 3.0)
+    bn.weight.data.normal_()                                   # negative scales too
+    bn.bias.data.normal_()
+    x = torch.randn(2, 4, 9, 15).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        block.eval()
+        got = block(x)
+        ref = mp(torch.relu(bn(conv(x))))
+        assert got.shape == ref.shape == (2, 8, 5, 8 if pool[1] == 2 else 15)
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+        block.train()
+        train_out = block(x)
+    assert bn.num_batches_tracked == 1                         # training mode ran the BN layer itself
+    torch.testing.assert_close(train_out, mp(torch.relu(torch.nn.functional.batch_norm(
+        conv(x), None, None, bn.weight, bn.bias, training=True, eps=bn.eps))).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_checkpoint_keys_and_outputs_survive_a_save_and_load(tmp_path):
+    model = seeded(tiny("cnn")).eval()
+    with torch.no_grad():
+        for m in model.modules():                              # trained-looking running statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    path = save_checkpoint(model, tmp_path / "cnn")
+    loaded = load_checkpoint(path).eval()
+    assert set(loaded.state_dict()) == set(model.state_dict())
+    assert any(k.startswith("encoder.blocks.0.1.running_var") for k in loaded.state_dict())
+    x = audio(batch=2, seconds=1.0, seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)["settings"], model(x)["settings"])

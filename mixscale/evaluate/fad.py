@@ -19,6 +19,7 @@ Add one with ``@register_embedding("name")`` on a builder ``(model, sample_rate)
 from __future__ import annotations
 
 import abc
+import functools
 
 import math
 from typing import Callable
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mixscale.audio import resample
 from mixscale.errors import MixscaleError
 from mixscale.features.mel import LogMel, MelConfig
 
@@ -97,9 +99,7 @@ class EncoderEmbedding(Embedding):
         rate = int(model.sample_rate)
         self.resample = None
         if rate != sample_rate:
-            import torchaudio
-
-            self.resample = torchaudio.transforms.Resample(sample_rate, rate).to(self.device)
+            self.resample = functools.partial(resample, from_sr=sample_rate, to_sr=rate)
 
     @torch.no_grad()
     def __call__(self, audio: torch.Tensor) -> np.ndarray:

@@ -42,6 +42,7 @@ limiter and mask its targets); ``limiter=True`` renders the full ``master_chain`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -56,6 +57,7 @@ import numpy as np
 import torch
 
 from mixscale import schema
+from mixscale.audio import resample
 from mixscale.data import shard_format as fmt
 from mixscale.data.reader import list_shards, make_dataloader
 from mixscale.errors import CorpusError, MixscaleError
@@ -352,9 +354,7 @@ def evaluate_model(model, shards: str, split: str = "test", *, out_dir: str | os
 
     resampler = None
     if int(model.sample_rate) != sr:
-        import torchaudio
-
-        resampler = torchaudio.transforms.Resample(sr, int(model.sample_rate)).to(device)
+        resampler = functools.partial(resample, from_sr=sr, to_sr=int(model.sample_rate))
     ctx = StepContext(model=model, loss_fn=None, optimizer=None, scheduler=None, device=device, task=task,
                       input_resampler=resampler)
     collector = _Collector(task, sr, embedder, examples)

@@ -1,6 +1,7 @@
 """Parametric EQ: low shelf, three peak bands, high shelf (RBJ cookbook biquads).
 
-Shelves use a fixed Q of 1/sqrt(2) (no overshoot), as pedalboard's default.
+Shelves use a fixed Q of 1/sqrt(2) (no overshoot), as pedalboard's default. The five
+biquads run as a recursion (``biquad.biquad_cascade``).
 Shapes: x (B, C, T); every parameter a tensor (B,).
 """
 
@@ -10,7 +11,7 @@ import math
 
 import torch
 
-from mixscale.fx.biquad import cascade_response, filter_response, rbj_coefficients, response_at
+from mixscale.fx.biquad import biquad_cascade, rbj_coefficients, response_at
 
 SHELF_Q = 1.0 / math.sqrt(2.0)
 PEAKS = ("peak1", "peak2", "peak3")
@@ -33,8 +34,7 @@ def parametric_eq(x: torch.Tensor, sample_rate: int, **p: torch.Tensor) -> torch
     peak{1,2,3}_freq_hz, peak{1,2,3}_gain_db, peak{1,2,3}_q, high_shelf_freq_hz,
     high_shelf_gain_db. All gains at 0 dB return x exactly.
     """
-    coeffs = eq_coefficients(sample_rate, p)
-    return filter_response(x, sample_rate, lambda n_fft: cascade_response(coeffs, n_fft))
+    return biquad_cascade(x, eq_coefficients(sample_rate, p))
 
 
 def eq_response_db(sample_rate: int, freqs_hz: torch.Tensor, **p: torch.Tensor) -> torch.Tensor:

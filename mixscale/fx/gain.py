@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Interchannel level difference at full pan (|pan| = 1), split symmetrically.
 PAN_RANGE_DB = 24.0
 
 
-def db_to_amp(db: torch.Tensor) -> torch.Tensor:
-    return torch.pow(10.0, db / 20.0)
+AMP_FLOOR = 1e-12  # amp_to_db's floor: -240 dB
+_NEPER_PER_DB = math.log(10.0) / 20.0
 
 
-def amp_to_db(amp: torch.Tensor, floor: float = 1e-12) -> torch.Tensor:
+def db_to_amp(db: torch.Tensor, offset_db: torch.Tensor | None = None) -> torch.Tensor:
+    """10^(db / 20) as exp(db * ln(10) / 20) (cheaper than pow; 0 dB gives exactly 1).
+
+    offset_db (B,), optional, is added to db (B, T) on the way, in the same pass.
+    """
+    if offset_db is None:
+        return torch.exp(db * _NEPER_PER_DB)
+    return torch.add((offset_db * _NEPER_PER_DB)[:, None], db, alpha=_NEPER_PER_DB).exp_()
+
+
+def amp_to_db(amp: torch.Tensor, floor: float = AMP_FLOOR) -> torch.Tensor:
     return 20.0 * torch.log10(amp.clamp_min(floor))
 
 
@@ -37,6 +49,8 @@ def stereo_width(x: torch.Tensor, sample_rate: int | None = None, *, amount: tor
 
     Written as L + (w - 1) S and R - (w - 1) S so that amount 1 returns x exactly.
     """
-    side = 0.5 * (x[:, 0] - x[:, 1])
-    delta = (amount[:, None] - 1.0) * side
-    return torch.stack([x[:, 0] + delta, x[:, 1] - delta], dim=1)
+    # One pass: x + (L - R) * ((w - 1) / 2) * (+1, -1), within one rounding of
+    # L + (w - 1) * S (the factor 1/2 is exact; addcmul may fuse the multiply-add).
+    sign = torch.tensor([0.5, -0.5], dtype=x.dtype, device=x.device)
+    scale = (amount[:, None] - 1.0) * sign  # (B, 2)
+    return torch.addcmul(x, (x[:, 0] - x[:, 1])[:, None, :], scale[:, :, None])

@@ -2,7 +2,7 @@
 
 * K-weighting: the BS.1770 pre-filter (high shelf) and RLB high-pass, designed for
   any sample rate from their analog parameters so that at 48 kHz they reproduce the
-  coefficients printed in BS.1770.
+  coefficients printed in BS.1770, and run as the recursion (``biquad_cascade``).
 * Integrated loudness: 400 ms blocks with 75 % overlap, absolute gate at -70 LUFS,
   relative gate 10 LU below the absolute-gated level.
 * Loudness range (EBU Tech 3342): short-term (3 s) loudness every 100 ms, gated at
@@ -10,7 +10,8 @@
 * True peak (BS.1770 Annex 2): 4x oversampling with a 48-tap polyphase interpolator.
 
 Every function is batched: x (B, C, T) -> (B,). Integrated loudness and
-``normalize_loudness`` are differentiable.
+``normalize_loudness`` are differentiable. ``meter`` gives every figure at once, K-weighting
+once; block means come from a running sum, so a block costs the same at any length.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mixscale.fx.biquad import filter_response, cascade_response
+from mixscale.fx.biquad import biquad_cascade
 from mixscale.fx.gain import amp_to_db, db_to_amp
 
 ABSOLUTE_GATE_LUFS = -70.0
@@ -54,21 +55,34 @@ def k_weighting_coefficients(sample_rate: int, dtype=torch.float64):
 
 
 def k_weight(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """K-weighted signal, (B, C, T) -> (B, C, T)."""
-    coeffs = [(b.to(x.device), a.to(x.device)) for b, a in k_weighting_coefficients(sample_rate)]
-    return filter_response(x, sample_rate, lambda n_fft: cascade_response(coeffs, n_fft).expand(x.shape[0], -1))
+    """K-weighted signal, (B, C, T) -> (B, C, T): the two biquads' recursion (``biquad_cascade``).
+
+    Exact (no truncated tail) and differentiable; measured here on a 10 s stereo clip at
+    44.1 kHz, about half the CPU time of the FFT convolution with the 65,536-tap response.
+    """
+    coeffs = [(b.to(x.device).expand(x.shape[0], -1), a.to(x.device).expand(x.shape[0], -1))
+              for b, a in k_weighting_coefficients(sample_rate)]
+    return biquad_cascade(x, coeffs)
 
 
-def _block_power(weighted: torch.Tensor, sample_rate: int, block_s: float, hop_s: float) -> torch.Tensor:
-    """Channel-summed mean square of K-weighted x (B, C, T) in blocks: (B, N).
+def _weighted_power(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Channel-summed square of K-weighted x (B, C, T): (B, T); channel weights are 1 for L and R."""
+    return k_weight(x, sample_rate).pow(2).sum(dim=1)
 
-    A signal shorter than one block is measured as a single block of its whole length.
+
+def _block_power(power: torch.Tensor, sample_rate: int, block_s: float, hop_s: float) -> torch.Tensor:
+    """Mean of power (B, T) in blocks of block_s every hop_s: (B, N), N = (T - block) // hop + 1.
+
+    Block sums are differences of a float64 running sum (one pass, whatever the block
+    length). A signal shorter than one block is measured as a single block of its whole length.
     """
     block, hop = round(block_s * sample_rate), round(hop_s * sample_rate)
-    power = weighted.pow(2).sum(dim=1, keepdim=True)  # (B, 1, T); channel weights are 1 for L and R
-    if power.shape[-1] < block:
-        return power.mean(dim=-1)
-    return F.avg_pool1d(power, kernel_size=block, stride=hop).squeeze(1)
+    T = power.shape[-1]
+    if T < block:
+        return power.mean(dim=-1, keepdim=True)
+    running = F.pad(power.double().cumsum(dim=-1), (1, 0))  # running[:, t] = sum of power[:, :t]
+    starts = torch.arange(0, T - block + 1, hop, device=power.device)
+    return ((running[:, starts + block] - running[:, starts]) / block).to(power.dtype)
 
 
 def _power_to_lufs(power: torch.Tensor) -> torch.Tensor:
@@ -80,39 +94,60 @@ def _gated_mean(power: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     return (power * w).sum(-1) / w.sum(-1).clamp_min(1.0)
 
 
-def integrated_loudness(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """Integrated loudness in LUFS of x (B, C, T): (B,). -inf where every block is gated out."""
-    power = _block_power(k_weight(x, sample_rate), sample_rate, 0.4, 0.1)
-    block_lufs = _power_to_lufs(power)
+def _integrated(power: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Gated integrated loudness (B,) from the weighted power (B, T)."""
+    blocks = _block_power(power, sample_rate, 0.4, 0.1)
+    block_lufs = _power_to_lufs(blocks)
     above_abs = block_lufs > ABSOLUTE_GATE_LUFS
-    relative_gate = _power_to_lufs(_gated_mean(power, above_abs)) + RELATIVE_GATE_LU
+    relative_gate = _power_to_lufs(_gated_mean(blocks, above_abs)) + RELATIVE_GATE_LU
     gate = above_abs & (block_lufs > relative_gate[:, None])
-    lufs = _power_to_lufs(_gated_mean(power, gate))
+    lufs = _power_to_lufs(_gated_mean(blocks, gate))
     return torch.where(gate.any(-1), lufs, torch.full_like(lufs, -math.inf))
 
 
-def short_term_loudness(x: torch.Tensor, sample_rate: int, hop_s: float = 0.1) -> torch.Tensor:
-    """Short-term (3 s window) loudness in LUFS every hop_s seconds: (B, N)."""
-    return _power_to_lufs(_block_power(k_weight(x, sample_rate), sample_rate, 3.0, hop_s))
-
-
-def loudness_range(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """Loudness range in LU (EBU Tech 3342) of x (B, C, T): (B,). 0 when too little is ungated."""
-    st = short_term_loudness(x, sample_rate).detach()
+def _range(power: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """EBU Tech 3342 loudness range (B,) from the weighted power (B, T); not differentiable."""
+    st = _power_to_lufs(_block_power(power.detach(), sample_rate, 3.0, 0.1))
     out = []
     for row in st:
         gated = row[row > ABSOLUTE_GATE_LUFS]
         if gated.numel() == 0:
-            out.append(torch.zeros((), dtype=st.dtype))
+            out.append(torch.zeros((), dtype=st.dtype, device=st.device))
             continue
         mean_power = torch.pow(10.0, (gated + 0.691) / 10.0).mean()
         gated = gated[gated > _power_to_lufs(mean_power) + LRA_RELATIVE_GATE_LU]
         if gated.numel() < 2:
-            out.append(torch.zeros((), dtype=st.dtype))
+            out.append(torch.zeros((), dtype=st.dtype, device=st.device))
             continue
-        q = torch.quantile(gated, torch.tensor([0.10, 0.95], dtype=gated.dtype))
+        q = torch.quantile(gated, torch.tensor([0.10, 0.95], dtype=gated.dtype, device=gated.device))
         out.append(q[1] - q[0])
-    return torch.stack(out).to(x.device)
+    return torch.stack(out)
+
+
+def integrated_loudness(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Integrated loudness in LUFS of x (B, C, T): (B,). -inf where every block is gated out."""
+    return _integrated(_weighted_power(x, sample_rate), sample_rate)
+
+
+def short_term_loudness(x: torch.Tensor, sample_rate: int, hop_s: float = 0.1) -> torch.Tensor:
+    """Short-term (3 s window) loudness in LUFS every hop_s seconds: (B, N)."""
+    return _power_to_lufs(_block_power(_weighted_power(x, sample_rate), sample_rate, 3.0, hop_s))
+
+
+def loudness_range(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Loudness range in LU (EBU Tech 3342) of x (B, C, T): (B,). 0 when too little is ungated."""
+    return _range(_weighted_power(x, sample_rate), sample_rate)
+
+
+def meter(x: torch.Tensor, sample_rate: int) -> dict[str, torch.Tensor]:
+    """Every figure of a loudness meter for x (B, C, T), each (B,), K-weighting x once.
+
+    ``integrated_lufs`` (differentiable), ``loudness_range_lu``, ``true_peak`` and
+    ``sample_peak`` (linear): the same values as the functions of the same names.
+    """
+    power = _weighted_power(x, sample_rate)
+    return {"integrated_lufs": _integrated(power, sample_rate), "loudness_range_lu": _range(power, sample_rate),
+            "true_peak": true_peak(x), "sample_peak": sample_peak(x)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -211,7 +246,11 @@ def true_peak_envelope(x: torch.Tensor, factor: int = OVERSAMPLING, floor: torch
 
 
 def true_peak(x: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
-    """True peak (linear) of x (B, C, T): (B,)."""
+    """True peak (linear) of x (B, C, T): (B,).
+
+    The dense envelope: measured here, skipping blocks with ``floor=sample_peak(x)`` costs
+    more on music than it saves (the gather of the candidate blocks outweighs the phases).
+    """
     return true_peak_envelope(x).amax(dim=-1)
 
 

@@ -1,15 +1,21 @@
 """HTTP plumbing of the ingress: the request guard, upload decoding and audio encoding.
 
 ``RequestGuard`` is a plain ASGI middleware in front of the FastAPI routes. For every
-HTTP request it finds the request id (``X-Request-Id``: Serve's proxy sets it, the client's
-own or a new one, and echoes it on every response; without the proxy the guard makes one), and for the
-``/v1/`` routes it checks, in order, before any route code runs:
+HTTP request and WebSocket it finds the request id (``X-Request-Id``: Serve's proxy sets it, the
+client's own or a new one, and echoes it on every response; without the proxy the guard makes one),
+and for the ``/v1/`` routes it checks, in order, before any route code runs:
 
 1. the API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``) when auth is on: 401;
 2. in-flight requests of this replica above ``limits.max_inflight``: 429 + ``Retry-After``;
 3. for upload routes: a multipart/form-data content type (415), a declared
    ``Content-Length`` above ``limits.max_upload_bytes`` (413), an empty body (400), and the
    bytes actually received, counted while buffering, above the limit (413).
+
+A WebSocket (``/v1/stream``) holds one in-flight slot while it is open. One over the limit is
+accepted, sent the ``too_many_requests`` error as a JSON text message (the shape of every error,
+with the request id) and closed with code 1013 "Try Again Later" (the WebSocket 429) and reason
+``too_many_requests``; the accept carries ``Retry-After``. Its key is checked by the stream
+session, which also takes ``?api_key=``.
 
 Uploads are decoded by ``mixscale.audio`` (the same checks as the command line); its
 messages name the upload field and the client's file name, never a server path.
@@ -41,6 +47,7 @@ API_KEY_HEADER = "X-API-Key"
 OPEN_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 AUDIO_MEDIA = {"wav": "audio/wav", "flac": "audio/flac"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+TRY_AGAIN_LATER = 1013                    # WebSocket close code (IANA registry): the WebSocket 429
 
 
 def json_error(err: ApiError, request_id: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -81,7 +88,7 @@ class RequestGuard:
         self.inflight = 0
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         # Serve's proxy has set X-Request-Id (the client's, or a new one) and echoes it on the answer.
@@ -90,17 +97,18 @@ class RequestGuard:
         if not request_id:
             request_id = uuid.uuid4().hex
             send_with_id = _echo_request_id(send, request_id)
+        elif scope["type"] == "websocket":   # Serve's proxy echoes the id on HTTP answers only
+            send_with_id = _echo_request_id(send, request_id)
         scope.setdefault("state", {})["request_id"] = request_id
 
         path = scope.get("path", "")
         if not path.startswith("/v1/"):
             return await self.app(scope, receive, send_with_id)
+        if scope["type"] == "websocket":
+            return await self._socket(scope, receive, send_with_id, request_id)
         try:
             check_api_key(headers, self.api_keys)
-            if self.inflight >= self.limits.max_inflight:
-                raise ApiError("too_many_requests", f"this replica already serves {self.inflight} requests "
-                               f"(limits.max_inflight = {self.limits.max_inflight}); retry later",
-                               retry_after_s=self.limits.retry_after_s)
+            self._admit()
             upload = scope.get("method") == "POST" and path in self.upload_paths
             if upload:
                 self._check_headers(headers)
@@ -115,6 +123,25 @@ class RequestGuard:
                     return await self._reply(err, request_id, send_with_id)
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_with_id)
+        finally:
+            self.inflight -= 1
+
+    def _admit(self) -> None:
+        """Raise ``too_many_requests`` when this replica already serves ``limits.max_inflight`` requests."""
+        if self.inflight >= self.limits.max_inflight:
+            raise ApiError("too_many_requests", f"this replica already serves {self.inflight} requests "
+                           f"(limits.max_inflight = {self.limits.max_inflight}); retry later",
+                           retry_after_s=self.limits.retry_after_s)
+
+    async def _socket(self, scope, receive, send, request_id: str) -> None:
+        """A WebSocket holds an in-flight slot until it ends; over the limit it is refused (close 1013)."""
+        try:
+            self._admit()
+        except ApiError as err:
+            return await _refuse_socket(err, request_id, receive, send)
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
 
@@ -158,10 +185,23 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
 
+async def _refuse_socket(err: ApiError, request_id: str, receive, send) -> None:
+    """Accept a WebSocket only to send ``err`` (JSON text) and close it with 1013 and the error code."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in err.headers().items()]
+    await send({"type": "websocket.accept", "headers": headers})
+    await send({"type": "websocket.send", "text": json.dumps(err.body(request_id))})
+    await send({"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": err.code})
+
+
 def _echo_request_id(send, request_id: str):
     async def send_with_id(message):
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            headers = list(message.get("headers", []))
+            if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
         await send(message)
 
     return send_with_id

@@ -198,7 +198,7 @@ class EnsembleModel:
     """
 
     def __init__(self, members: list, weights: Sequence[float], task: str, rate: int, version: str,
-                 checkpoint: str, window_s: float = 10.0, hop_s: float = 5.0, windows_per_call: int = 4):
+                 checkpoint: str, window_s: float = 10.0, hop_s: float = 10.0, windows_per_call: int = 4):
         total = float(sum(weights))
         self.members, self.weights = list(members), [float(w) / total for w in weights]
         self.task, self.rate, self.version, self.checkpoint = task, int(rate), version, checkpoint
@@ -224,15 +224,15 @@ class EnsembleModel:
     async def analyze_stems(self, stems: np.ndarray, sample_rate: int, genre: str | None = None,
                             deadline: float | None = None) -> dict[str, Any]:
         """Mix task: stems (S, C, T) -> normalized stem_settings (S, Ps), master_settings (P,), genre, spread..."""
-        import torchaudio.functional as AF
         import torch
 
+        from mixscale.audio import resample
         from mixscale.models.multiscale import aggregate_stems
 
         self._need("mix")
         x = torch.as_tensor(stems, dtype=torch.float32)
         if sample_rate != self.rate:
-            x = AF.resample(x, sample_rate, self.rate)
+            x = resample(x, sample_rate, self.rate)
         windows, starts, out = await self._fan_out(x, genre, deadline)
         result = aggregate_stems(out, windows, starts, self.rate)
         return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in result.items()}

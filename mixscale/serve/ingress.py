@@ -422,11 +422,12 @@ def create_api(service: "Ingress") -> FastAPI:
 
         Send ``{"sample_rate": 44100, "settings": {...}}`` or ``{"sample_rate": 44100,
         "analyze_seconds": S, "target_lufs", "ceiling", "intensity"}`` (the first S seconds analyzed
-        as ``/v1/master`` does); get ``{"settings", "latency_samples", "model_version"}``; then each
-        binary message of interleaved little-endian float32 stereo frames gets one binary message
-        of the frames now ready; ``{"end": true}`` gets the rest, ``{"done": true, "samples": n}``
-        and a close. Errors: ``{"error": {"code", "message", "field"}}`` and close 1008 (1011 for
-        faults of the service). The API key may also come as ``?api_key=KEY``.
+        as ``/v1/master`` does); get ``{"settings", "latency_samples", "model_version", "request_id"}``;
+        then each binary message of interleaved little-endian float32 stereo frames gets one binary
+        message of the frames now ready; ``{"end": true}`` gets the rest, ``{"done": true, "samples": n}``
+        and a close. Errors: ``{"error": {"code", "message", "field", "request_id"}}`` and close 1008
+        (1011 for faults of the service, 1013 for a stream beyond ``limits.max_inflight``: an open
+        stream counts as one request in flight). The API key may also come as ``?api_key=KEY``.
         """
         from mixscale.serve.stream import StreamSession
 

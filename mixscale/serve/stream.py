@@ -10,20 +10,24 @@ The protocol (also in ``serve/README.md``):
    seconds are buffered, analyzed by the served master ensemble and turned into settings
    exactly as ``POST /v1/master`` does (``apply_intensity`` then ``master_audio``'s gain fit).
 2. The server answers ``{"settings": {...every master setting...}, "latency_samples": N,
-   "model_version": V}`` (V null with given settings). With given settings this comes at
-   once; with ``analyze_seconds`` right before the binary answer to the message that completes
-   the S seconds (or before the flush, for a shorter stream); the binary answers before it are
-   empty.
+   "model_version": V, "request_id": ID}`` (V null with given settings; with
+   ``analyze_seconds`` also the ``target_lufs``, ``ceiling`` and ``intensity`` used). ID
+   names the stream in the request log, as ``X-Request-Id`` does an HTTP request, so
+   feedback can refer to it. With given settings this comes at once; with
+   ``analyze_seconds`` right before the binary answer to the message that completes the S
+   seconds (or before the flush, for a shorter stream); the binary answers before it are empty.
 3. Binary messages: interleaved little-endian float32 stereo frames (L R L R ..., any
    length, a multiple of 8 bytes). Each is answered by exactly one binary message holding
    the processed frames that became ready (possibly none): after n frames in, n - N out.
 4. ``{"end": true}``: the server sends the last frames (binary), then ``{"done": true,
    "samples": n}`` (n = frames sent back in all, equal to frames in) and closes (1000).
 
-Errors are one text message ``{"error": {"code", "message", "field"}}`` (the HTTP API's
-codes) and a close: 1008 for a bad message, a bad key or a stream over
-``limits.max_duration_s``; 1011 for faults and time-outs of the service.
-Only ``sample_rate`` 44100 (``SAMPLE_RATE``) is taken.
+Errors are one text message ``{"error": {"code", "message", "field", "request_id"}}`` (the
+HTTP API's codes) and a close: 1008 for a bad message, a bad key or a stream over
+``limits.max_duration_s``; 1011 for faults and time-outs of the service; 1013 (Try Again
+Later, reason ``too_many_requests``) for a stream beyond ``limits.max_inflight``: an open
+stream holds one of the ingress replica's in-flight slots, like an HTTP request
+(``mixscale.serve.api.RequestGuard``). Only ``sample_rate`` 44100 (``SAMPLE_RATE``) is taken.
 """
 
 from __future__ import annotations
@@ -111,9 +115,13 @@ class StreamSession:
             logger.exception("stream session failed")
             await self._fail(ApiError("internal", f"internal error ({type(exc).__name__})"), INTERNAL_ERROR)
 
+    @property
+    def request_id(self) -> str | None:
+        """The id ``RequestGuard`` gave this socket (Serve's ``X-Request-Id``)."""
+        return self.ws.scope.get("state", {}).get("request_id")
+
     async def _fail(self, err: ApiError, code: int) -> None:
-        body = err.body(None)
-        body["error"].pop("request_id")
+        body = err.body(self.request_id)
         try:
             await self.ws.send_text(json.dumps(body))
             await self.ws.close(code, err.code)
@@ -185,12 +193,14 @@ class StreamSession:
         self.version = self.service.choose_version(self.ws)
         return max(1, round(seconds * SAMPLE_RATE))
 
-    async def _start(self, settings: dict, version: str | None) -> None:
+    async def _start(self, settings: dict, version: str | None, params: dict | None = None) -> None:
+        """Fix the chain; send the settings message (``params``: the request's own, echoed)."""
         from mixscale.fx.stream import StreamingMasterChain
 
         self.chain = StreamingMasterChain(settings, SAMPLE_RATE)
         await self.ws.send_text(json.dumps({"settings": settings, "latency_samples": self.chain.latency,
-                                            "model_version": version}))
+                                            "model_version": version, "request_id": self.request_id,
+                                            **(params or {})}))
 
     async def _settings_from_analysis(self) -> None:
         """Analyze the buffered frames like ``/v1/master`` and start the chain with its settings."""
@@ -204,7 +214,8 @@ class StreamSession:
             corrective = apply_intensity(analysis["settings"], "master", intensity)
             return master_audio(x, SAMPLE_RATE, corrective, target_lufs, ceiling)[1]
 
-        await self._start(await api.run_blocking(fit), self.version)
+        params = dict(zip(("target_lufs", "ceiling", "intensity"), self.targets))
+        await self._start(await api.run_blocking(fit), self.version, params)
 
     async def _audio(self, block: torch.Tensor) -> None:
         self.frames_in += block.shape[1]

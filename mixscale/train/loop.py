@@ -29,6 +29,7 @@ tensors and numbers only, loaded with ``weights_only=True``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -49,6 +50,7 @@ import torch.distributed as dist
 from torch import nn
 
 from mixscale import schema
+from mixscale.audio import resample
 from mixscale.data.reader import ShardStream, StreamLoader, make_dataloader
 from mixscale.errors import CorpusError
 from mixscale.losses.total import COMPONENTS, CombinedLoss
@@ -479,9 +481,7 @@ def _fit(cfg: TrainConfig, rank: int, world_size: int, reporter: Reporter, devic
     model = reporter.prepare_model(model, device)
     resampler = None
     if cfg.model.sample_rate != sample_rate:
-        import torchaudio
-
-        resampler = torchaudio.transforms.Resample(sample_rate, cfg.model.sample_rate).to(device)
+        resampler = functools.partial(resample, from_sr=sample_rate, to_sr=cfg.model.sample_rate)
         if rank == 0:
             log.warning("shards are at %d Hz, the model takes %d Hz: resampling the model's input",
                         sample_rate, cfg.model.sample_rate)

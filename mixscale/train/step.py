@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -77,7 +77,7 @@ class StepContext:
     amp: bool = False
     amp_dtype: torch.dtype = torch.bfloat16
     scaler: torch.amp.GradScaler | None = None
-    input_resampler: nn.Module | None = None
+    input_resampler: Callable[[torch.Tensor], torch.Tensor] | None = None
     genre_teacher_forcing: float = 0.0
     skipped_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

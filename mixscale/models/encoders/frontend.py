@@ -8,7 +8,7 @@ audio, so inference needs nothing but the checkpoint.
   absurd input levels stay finite) and mapped by a fixed affine (``CENTER_DB``,
   ``SCALE_DB``) to roughly unit range.
 * ``DescriptorFrontEnd``: audio (B, C, T) -> descriptor vectors (B, K) from
-  ``mixscale.features.descriptors`` (librosa on the CPU, not differentiable).
+  ``mixscale.features.descriptors`` (numpy and scipy on the CPU, not differentiable).
 
 Front ends hold no learned parameters, so features can be computed anywhere (e.g. in
 data-loader workers) and passed to a model as ``features=``. ``InputNorm`` then
@@ -31,6 +31,8 @@ from mixscale.models.config import ModelConfig
 CENTER_DB = -40.0
 SCALE_DB = 20.0
 MAX_DB = 150.0
+# The stereo views as mixes of (left, right): left, right, mid (L+R)/2, side (L-R)/2.
+STEREO_VIEWS = ((1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.5, -0.5))
 
 
 def as_stereo(x: torch.Tensor) -> torch.Tensor:
@@ -52,11 +54,8 @@ class SpectrogramFrontEnd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = as_stereo(x)
-        if self.stereo:
-            left, right = x[:, :1], x[:, 1:]
-            x = torch.cat([left, right, (left + right) / 2, (left - right) / 2], dim=1)  # (B, 4, T)
-        db = self.mel(x)
-        db = db if self.stereo else db.unsqueeze(1)  # (B, K, M, F)
+        # Stereo: the views are mixes of the two channel spectra (``LogMel.power``'s mix).
+        db = self.mel(x, STEREO_VIEWS) if self.stereo else self.mel(x).unsqueeze(1)   # (B, K, M, F)
         return (db.clamp(max=MAX_DB) - CENTER_DB) / SCALE_DB
 
 
