@@ -256,6 +256,16 @@ def _onnx_difference(model: nn.Module, data: bytes, lengths_s: tuple[float, ...]
     return worst
 
 
+def load_member_runtime(path: str | os.PathLike, index: int, runtime: str) -> nn.Module:
+    """Member ``index`` of the model or ensemble at ``path`` in ``runtime`` (``load_runtime``);
+    a single model is its own member 0. What a serve member deployment loads."""
+    model = load_runtime(path, runtime)
+    members = _members(model)
+    if not 0 <= index < len(members):
+        raise MixscaleError(f"{path}: member {index} is out of range; the checkpoint has {len(members)}")
+    return members[index]
+
+
 def load_runtime(path: str | os.PathLike, runtime: str | None = None) -> nn.Module:
     """The checkpoint at ``path`` ready to run in ``runtime`` ("fp32" | "int8" | "onnx").
 

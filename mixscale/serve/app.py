@@ -55,6 +55,16 @@ def members_of(checkpoint: str | Path, task: str) -> tuple[list[Path], list[floa
     return paths, weights, rates.pop()
 
 
+def check_runtime(checkpoint: str | Path, runtime: str, key: str) -> None:
+    """Raise ``MixscaleError`` unless ``checkpoint`` can run in ``runtime`` (onnx needs an export)."""
+    from mixscale.models import read_meta
+
+    exported = (read_meta(checkpoint).get("extra") or {}).get("runtime", "fp32")
+    if runtime == "onnx" and exported != "onnx":
+        raise MixscaleError(f"serve config: {key} = onnx, but {checkpoint} is a {exported} checkpoint; serve a "
+                            f"folder made by `mixscale export --checkpoint {checkpoint} --format onnx --out DIR`")
+
+
 def _ensemble(cfg: ServeArgs, version: VersionSpec, task: str, checkpoint: str):
     from mixscale.inference import Predictor
 
@@ -62,10 +72,12 @@ def _ensemble(cfg: ServeArgs, version: VersionSpec, task: str, checkpoint: str):
     ensembles: Runtime = version.ensembles or cfg.ensembles
     retry = cfg.limits.retry_after_s
     paths, weights, rate = members_of(checkpoint, task)
+    check_runtime(checkpoint, members.runtime, f"versions[{version.name}].members.runtime")
     prefix = f"{version.name}-{task}"
+    root = str(Path(checkpoint).resolve())
     bound = [Member.options(name=f"{prefix}-m{i}", user_config=members.user_config(),
                             **members.deployment_options(retry))
-             .bind(str(p), members.torch_threads, members.device, f"{prefix}-m{i}")
+             .bind(str(p), members.torch_threads, members.device, f"{prefix}-m{i}", members.runtime, root, i)
              for i, p in enumerate(paths)]
     return EnsembleModel.options(name=f"{prefix}-ensemble", **ensembles.deployment_options(retry)).bind(
         bound, weights, task, rate, version.name, str(Path(checkpoint).resolve()),

@@ -11,7 +11,9 @@ Sections:
   checkpoint is a model folder or an ensemble folder, ``"default"`` means the one
   ``mixscale quickstart`` trains (``mixscale.inference.resolve_model_path``), null means
   the version does not serve that task. A version may override ``members``/``ensembles``.
-* ``members``: the runtime of each ensemble member's deployment: CPUs/GPUs, torch
+* ``members``: the runtime of each ensemble member's deployment: the model runtime
+  (``runtime``: fp32, int8 quantized at load, or onnx from a ``mixscale export --format
+  onnx`` folder; see ``mixscale.export``), CPUs/GPUs, torch
   threads, dynamic batching (``max_batch_size`` windows, ``batch_wait_timeout_s``; these
   two are the deployment's ``user_config`` and change live), ``max_ongoing_requests``
   (at least ``max_batch_size``), ``max_queued_requests`` and ``autoscaling``.
@@ -36,6 +38,7 @@ from typing import Any, Mapping
 
 from mixscale.configs import reject_unknown_fields
 from mixscale.errors import MixscaleError
+from mixscale.export import RUNTIMES
 
 TASKS = ("master", "mix")
 DEFAULT = "default"
@@ -170,6 +173,7 @@ class MemberRuntime(Runtime):
     max_batch_size: int = 16            # analysis windows per batch
     batch_wait_timeout_s: float = 0.005
     windows_per_call: int = 4           # windows of one track per call to a member (<= max_batch_size)
+    runtime: str = "fp32"               # fp32 | int8 (quantized at load) | onnx (a `mixscale export` folder)
 
     @classmethod
     def build(cls, d: Mapping[str, Any], key: str):
@@ -177,7 +181,11 @@ class MemberRuntime(Runtime):
         device = d.pop("device", "cpu")
         if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
             raise MixscaleError(f"serve config: {key}.device = {device!r} is out of range; allowed cpu, cuda, cuda:N")
-        r = replace(super().build(d, key), device=device)
+        runtime = d.pop("runtime", "fp32")
+        if runtime not in RUNTIMES:
+            raise MixscaleError(f"serve config: {key}.runtime = {runtime!r} is out of range; allowed "
+                                f"{', '.join(RUNTIMES)}")
+        r = replace(super().build(d, key), device=device, runtime=runtime)
         r.check(key)
         return r
 

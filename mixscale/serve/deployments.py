@@ -73,20 +73,28 @@ def _windows(item: dict) -> np.ndarray:
 class Member:
     """One model (a MasterModel or MixModel checkpoint folder) with dynamic batching of windows."""
 
-    def __init__(self, checkpoint: str, torch_threads: int = 1, device: str = "cpu", label: str = ""):
+    def __init__(self, checkpoint: str, torch_threads: int = 1, device: str = "cpu", label: str = "",
+                 runtime: str = "fp32", source: str | None = None, index: int = 0):
+        """``checkpoint``: the member's folder. Other runtimes than fp32 load member ``index``
+        of ``source`` (the model or ensemble folder, an ONNX export for onnx) on the CPU."""
         import torch
 
+        from mixscale.export import load_member_runtime
         from mixscale.models import load_checkpoint, read_meta
 
         torch.set_num_threads(torch_threads)
         self.label = label or checkpoint
-        self.device = device
-        self.model = load_checkpoint(checkpoint, map_location=device)
+        self.device = device if runtime == "fp32" else "cpu"
+        if runtime == "fp32":
+            self.model = load_checkpoint(checkpoint, map_location=device)
+        else:
+            self.model = load_member_runtime(source or checkpoint, index, runtime)
         if type(self.model).__name__ == "Ensemble":
             raise MixscaleError(f"{checkpoint}: a member deployment serves one model; this is an ensemble")
         meta = read_meta(checkpoint)
         self.info_ = {"checkpoint": checkpoint, "class": meta.get("class"), "arch": meta["config"]["arch"],
-                      "task": self.model.task, "sample_rate": self.model.sample_rate, "sha256": meta.get("sha256")}
+                      "task": self.model.task, "sample_rate": self.model.sample_rate, "sha256": meta.get("sha256"),
+                      "runtime": runtime}
         self.windows_per_call = 1
         self.failures = 0
         self._probe()                       # warm up (first-call costs) and check the weights
@@ -178,8 +186,12 @@ class Member:
     def _probe(self) -> None:
         import torch
 
+        from mixscale.export import FIXED_WINDOW_S
+
         rate = self.model.sample_rate
-        x = torch.zeros(1, 2, rate // 4, device=self.device)
+        # An ONNX graph fixed to one window length (mixscale.export) is probed at that length.
+        seconds = FIXED_WINDOW_S if getattr(self.model, "frames", None) else 0.25
+        x = torch.zeros(1, 2, int(rate * seconds), device=self.device)
         with torch.no_grad():
             if self.model.task == "mix":
                 out = self.model(x[:, None], torch.ones(1, 1, dtype=torch.bool, device=self.device))
