@@ -27,6 +27,7 @@ def _args(master, runtime: str) -> dict:
             "ensembles": SMALL, "ingress": SMALL}
 
 
+@pytest.mark.slow   # a Serve deployment of its own: about 45 s
 def test_onnx_members_serve_the_exported_graphs_and_equal_the_library(ray_session, tmp_path):
     ckpt = tiny_ensemble_checkpoint(tmp_path / "ens", encoders=("cnn", "mlp"))
     onnx = export_checkpoint(ckpt, "onnx", tmp_path / "ens_onnx")

@@ -26,7 +26,7 @@ import shutil
 ORDER = 90
 MEMBERS = ("cnn", "mlp")
 # Shorter runs than the preset's, so that three models train in the quickstart's budget
-# (about 15 minutes in all on 2 cores); --set overrides them.
+# (about 10 minutes in all on 2 cores); --set overrides them.
 BUDGET = ("epochs=4", "steps_per_epoch=30", "eval_steps=4", "schedule.T_0=120")
 
 
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         "shard it, train two ensemble members of different architectures and a mix model on Ray Train "
         "(2 workers each, a local Ray unless --address), install them as the default models "
         "($MIXSCALE_HOME/models, ~/.mixscale by default), evaluate them on the held-out test split, master "
-        "a test song, and print the headline figures and where the report is. About 15 minutes on 2 CPU "
+        "a test song, and print the headline figures and where the report is. About 10 minutes on 2 CPU "
         "cores with the defaults.",
     )
     p.add_argument("--out", default="mixscale-quickstart", metavar="DIR",

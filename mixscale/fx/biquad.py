@@ -209,6 +209,8 @@ def _cascade_forward(x, out, b, a, item_of_row, stages, lanes):
                     bufs[k, 1, g] = bufs[k, m + 1, g]
 
 
+# One entry point per lane count: numba specializes _cascade_forward (inlined) for each
+# constant, which unrolls its lane loops; a closure factory would defeat numba's disk cache.
 @numba.njit(cache=True, nogil=True)
 def _forward_2(x, out, b, a, item_of_row, stages):
     _cascade_forward(x, out, b, a, item_of_row, stages, 2)
