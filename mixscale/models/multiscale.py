@@ -27,10 +27,10 @@ end and the network for a 30 s track. Two cheaper arrangements were measured
 (``bench/infer.py``, quickstart ``cnn``, one core, with the fast front end and encoder):
 
 * windows that do not overlap (``hop_s`` = ``window_s``: 3 windows for 30 s) take the
-  analysis from about 105 to about 70 ms. On six 30 s ``music_like`` clips the trained
-  quickstart ``cnn`` (``mixscale quickstart``) moved its aggregated settings by 0.0015
-  on average and 0.009 at most (normalized units), about a fifth of the spread between
-  its windows; the genre did not change.
+  analysis from about 84 to about 59 ms. ``bench/windows.py`` measures what that changes:
+  on six 30 s ``music_like`` clips the trained quickstart ``cnn`` (``mixscale quickstart``)
+  moved its aggregated settings by 0.0018 on average and 0.014 at most (normalized
+  units), 0.13x the spread between its windows; no genre changed.
 * features computed once per track and cut into windows in the frame domain save only
   the front end's share of the overlap (the network still sees 5 windows), change the
   edge frames of every window (a 5 s hop is 430.7 frames of 256 samples at 22.05 kHz,
