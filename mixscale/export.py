@@ -256,14 +256,43 @@ def _onnx_difference(model: nn.Module, data: bytes, lengths_s: tuple[float, ...]
     return worst
 
 
+def _check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise MixscaleError(f"runtime {runtime!r}: unknown; choose one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def _in_runtime(path: str | os.PathLike, model: nn.Module, i: int, runtime: str) -> nn.Module:
+    """Member i of ``model`` (loaded from ``path``) in ``runtime``; onnx checks the graph's SHA-256."""
+    member = _members(model)[i]
+    if runtime == "fp32":
+        return member
+    if runtime == "int8":
+        return quantize_int8(member)
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    shas = read_meta(path).get("extra", {}).get("onnx") or {}
+    onnx_path = _member_dir(directory, model, i) / ONNX_FILE
+    name = str(onnx_path.relative_to(directory))
+    if not onnx_path.is_file() or name not in shas:
+        raise MixscaleError(f"{onnx_path}: no ONNX graph; export the checkpoint with "
+                            f"`mixscale export --checkpoint {path} --format onnx --out DIR`")
+    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    if digest != shas[name]["sha256"]:
+        raise MixscaleError(f"{onnx_path}: SHA-256 mismatch (meta.json says {shas[name]['sha256']}, "
+                            f"file is {digest}): the graph is corrupt or was replaced")
+    return OnnxMasterModel(member, onnx_path, shas[name].get("frames"))
+
+
 def load_member_runtime(path: str | os.PathLike, index: int, runtime: str) -> nn.Module:
     """Member ``index`` of the model or ensemble at ``path`` in ``runtime`` (``load_runtime``);
-    a single model is its own member 0. What a serve member deployment loads."""
-    model = load_runtime(path, runtime)
+    a single model is its own member 0. What a serve member deployment loads: only this
+    member is quantized or given an ONNX Runtime session."""
+    runtime = _check_runtime(runtime)
+    model = load_checkpoint(path)
     members = _members(model)
     if not 0 <= index < len(members):
         raise MixscaleError(f"{path}: member {index} is out of range; the checkpoint has {len(members)}")
-    return members[index]
+    return _in_runtime(path, model, index, runtime).eval()
 
 
 def load_runtime(path: str | os.PathLike, runtime: str | None = None) -> nn.Module:
@@ -272,30 +301,15 @@ def load_runtime(path: str | os.PathLike, runtime: str | None = None) -> nn.Modu
     None: the runtime it was exported for (fp32 for a plain checkpoint). int8 quantizes
     any checkpoint at load; onnx needs an ONNX export (``mixscale export --format onnx``).
     """
-    meta = read_meta(path)
-    exported = meta.get("extra", {}).get("runtime", "fp32")
-    runtime = exported if runtime is None else runtime
-    if runtime not in RUNTIMES:
-        raise MixscaleError(f"runtime {runtime!r}: unknown; choose one of {', '.join(RUNTIMES)}")
+    if runtime is None:
+        runtime = read_meta(path).get("extra", {}).get("runtime", "fp32")
+    runtime = _check_runtime(runtime)
     model = load_checkpoint(path)
     if runtime == "fp32":
         return model
     if runtime == "int8":
         return quantize_int8(model)
-    directory = Path(path) if Path(path).is_dir() else Path(path).parent
-    shas = meta.get("extra", {}).get("onnx") or {}
-    members = []
-    for i, member in enumerate(_members(model)):
-        onnx_path = _member_dir(directory, model, i) / ONNX_FILE
-        name = str(onnx_path.relative_to(directory))
-        if not onnx_path.is_file() or name not in shas:
-            raise MixscaleError(f"{onnx_path}: no ONNX graph; export the checkpoint with "
-                                f"`mixscale export --checkpoint {path} --format onnx --out DIR`")
-        digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-        if digest != shas[name]["sha256"]:
-            raise MixscaleError(f"{onnx_path}: SHA-256 mismatch (meta.json says {shas[name]['sha256']}, "
-                                f"file is {digest}): the graph is corrupt or was replaced")
-        members.append(OnnxMasterModel(member, onnx_path, shas[name].get("frames")))
+    members = [_in_runtime(path, model, i, runtime) for i in range(len(_members(model)))]
     if isinstance(model, Ensemble):
         return Ensemble(members, model.weights).eval()
     return members[0].eval()
