@@ -18,6 +18,12 @@ gives each deploy a new code version; a config-file update changes ``user_config
 The model is the default master model when one is built (``mixscale quickstart``), else a
 tiny two-member ensemble (``--encoders``, cnn + cnn).
 
+At c=32 it also counts the CPU time every process on the machine spent (``/proc``), per
+request, by role: Serve's HTTP proxy, the ingress, the ensemble, the members, the no-op,
+Ray's own processes (raylet, GCS, Serve controller, agents), this load generator, and
+anything else running. On 2 cores the throughput of a saturated service is about 2 CPU
+seconds divided by the CPU it spends per request, so this says where the gap to the floor is.
+
 Prints a table, then one JSON line: the figures and the goals at c=32 (throughput >= 60%
 of the floor, p99 < 300 ms, zero errors, replicas up then down), with the no-op floor's own
 p50/p99 at c=32 beside the model's and the bound Little's law puts on them: a closed loop of
@@ -80,7 +86,7 @@ def app_args(master: str, opts, batching: bool) -> dict:
     batch = opts.batch if batching else 1
     return {
         "versions": [{"name": "v1", "master": master, "mix": None}],
-        "members": {"num_cpus": 0.25, "max_batch_size": batch, "windows_per_call": 1,
+        "members": {"num_cpus": 0.25, "max_batch_size": batch, "windows_per_call": min(4, batch),
                     "batch_wait_timeout_s": opts.batch_wait if batching else 0.0,
                     "max_ongoing_requests": max(32, batch), "max_queued_requests": 512,
                     "autoscaling": {"min_replicas": opts.min_replicas, "max_replicas": opts.max_replicas,
@@ -126,6 +132,40 @@ class Replicas(threading.Thread):
         return sum(self.counts().values())
 
 
+ROLES = (("proxy", r"ray::ProxyActor"), ("ingress", r"ServeReplica:.*:Ingress"),
+         ("ensemble", r"ServeReplica:.*-ensemble"), ("members", r"ServeReplica:.*-m\d+"),
+         ("noop", r"ServeReplica:.*:Noop"),
+         ("ray", r"raylet|gcs_server|ServeController|DashboardAgent|ray/dashboard|ray/_private|runtime_env"))
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """{pid: (command line, user + system CPU seconds)} of every process (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+            with open(f"/proc/{pid}/cmdline") as fh:
+                name = fh.read().replace("\0", " ")
+        except OSError:
+            continue
+        out[int(pid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_by_role(before: dict, after: dict, requests: int) -> dict[str, float]:
+    """CPU ms per request between two ``cpu_seconds`` snapshots, summed by role."""
+    roles: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        spent = cpu - before.get(pid, (name, 0.0))[1]
+        role = "load generator" if pid == os.getpid() else \
+            next((r for r, pattern in ROLES if re.search(pattern, name)), "other")
+        roles[role] = roles.get(role, 0.0) + spent
+    per = {r: round(1000.0 * v / max(requests, 1), 1) for r, v in roles.items()}
+    return {**per, "total": round(sum(per.values()), 1)}
+
+
 def load(base_url: str, path: str, clip: bytes, concurrency: int, seconds: float) -> dict:
     """``concurrency`` threads post ``clip`` for ``seconds``; latency percentiles and counts."""
     import httpx
@@ -151,16 +191,18 @@ def load(base_url: str, path: str, clip: bytes, concurrency: int, seconds: float
                         errors[str(status)] = errors.get(str(status), 0) + 1
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    cpu_before = cpu_seconds()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.time() - start
+    cpu = cpu_by_role(cpu_before, cpu_seconds(), len(latencies))
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {"path": path, "concurrency": concurrency, "ok": len(latencies), "errors": sum(errors.values()),
             "error_kinds": errors, "rps": len(latencies) / elapsed,
             "mean_ms": float(np.mean(lat)), "p50_ms": float(np.percentile(lat, 50)),
-            "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99))}
+            "p95_ms": float(np.percentile(lat, 95)), "p99_ms": float(np.percentile(lat, 99)), "cpu_ms": cpu}
 
 
 def main() -> int:
@@ -240,6 +282,12 @@ def main() -> int:
     # Little's law: 32 clients in a closed loop at the floor's throughput wait 32 / X on average,
     # and a p99 is at least the mean; the model path cannot be faster than the floor.
     bound_ms = 1000.0 * 32 / floor["rps"] if floor["rps"] else float("inf")
+    roles = [r for r, _ in ROLES] + ["load generator", "other", "total"]
+    print(f"\nCPU ms per request at c=32, by process role ({os.cpu_count()} cores: a saturated service "
+          f"serves about {os.cpu_count()} CPU s / total per second)")
+    print(f"{'what':<22}" + "".join(f"{r:>10}" for r in roles))
+    for r in (floor, on, off):
+        print(f"{r['what']:<22}" + "".join(f"{r['cpu_ms'].get(role, 0.0):>10.1f}" for role in roles))
     print(f"\nat c=32: floor mean {floor['mean_ms']:.1f} ms, p50 {floor['p50_ms']:.1f} ms, "
           f"p99 {floor['p99_ms']:.1f} ms; "
           f"analyze (batching on) p50 {on['p50_ms']:.1f} ms, p99 {on['p99_ms']:.1f} ms; Little's law: no p99 below "
@@ -255,6 +303,8 @@ def main() -> int:
                        "batching_off": round(off["p50_ms"], 1)},
         "p99_ms_c32": {"floor": round(floor["p99_ms"], 1), "batching_on": round(on["p99_ms"], 1),
                        "batching_off": round(off["p99_ms"], 1)},
+        "cpu_ms_per_request_c32": {"floor": floor["cpu_ms"], "batching_on": on["cpu_ms"],
+                                   "batching_off": off["cpu_ms"]},
         "littles_law_min_p99_ms": round(bound_ms, 1), "p99_goal_ms": P99_GOAL_MS,
         "p99_goal_reachable": bound_ms < P99_GOAL_MS,
         "throughput_vs_floor_c32": round(ratio, 3),

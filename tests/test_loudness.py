@@ -89,6 +89,36 @@ def test_true_peak_reads_real_amplitude_across_frequencies():
         assert -0.4 <= db(true_peak(x)[0]) - db(0.5) <= 0.2, f
 
 
+@pytest.mark.parametrize("factor", [4, 8])
+def test_true_peak_envelope_equals_explicit_polyphase_oversampling(factor):
+    """The kernel against the interpolator's phases applied by conv1d: every sample's
+    largest magnitude over channels and phases, dense and with a floor (exact where the
+    envelope can exceed the floor, the sample magnitude elsewhere)."""
+    import torch.nn.functional as F
+
+    from mixscale.fx.loudness import _LEFT, TAPS_PER_PHASE, _interpolator, true_peak_envelope
+
+    x = music_like(0.5, 44100, batch=2, level=0.8).double()
+    x[1] *= 0.1                                                   # item 1 stays under the floor
+    B, C, T = x.shape
+    phases = torch.tensor(_interpolator(factor), dtype=torch.float64)[:, None, :]        # (P, 1, K)
+    padded = F.pad(x.reshape(B * C, 1, T), (_LEFT, TAPS_PER_PHASE - 1 - _LEFT))
+    reference = F.conv1d(padded, phases).abs().reshape(B, C, factor, T).amax(dim=(1, 2))
+    torch.testing.assert_close(true_peak_envelope(x, factor), reference, rtol=1e-12, atol=1e-12)
+    floor = torch.tensor([0.2, 0.2], dtype=torch.float64)
+    sparse = true_peak_envelope(x, factor, floor=floor)
+    torch.testing.assert_close(sparse[0], reference[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sparse[1], x[1].abs().amax(dim=0))
+
+
+def test_true_peak_envelope_gradcheck():
+    from mixscale.fx.loudness import true_peak_envelope
+
+    x = music_like(0.01, 16000, level=0.8).double().requires_grad_()
+    weights = torch.rand(x.shape[-1], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: (true_peak_envelope(v) * weights).sum(), (x,), eps=1e-7, atol=1e-6)
+
+
 def test_normalize_loudness_hits_target_and_is_differentiable():
     x = music_like(6.0, 44100, batch=2).double().requires_grad_()
     y = normalize_loudness(x, 44100, torch.tensor([-14.0, -23.0], dtype=torch.float64))

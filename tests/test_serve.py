@@ -184,6 +184,40 @@ def test_analyze_equals_the_library_and_names_version_and_request(service):
 
 
 @pytest.mark.slow
+def test_concurrent_analyses_batched_together_each_equal_their_own(service):
+    """The ensemble fans out the spans of concurrent requests in shared member calls; every
+    answer must still be its own track's analysis (songs of 1 or 2 windows, some with a genre)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mixscale.inference import Predictor
+
+    client, args, tmp = service
+    songs = [(_song(seconds, seed=seed), genre) for seed, (seconds, genre) in
+             enumerate([(12.0, None), (4.0, "jazz"), (16.0, None), (9.0, "rock")])]
+    with ThreadPoolExecutor(len(songs)) as pool:
+        answers = list(pool.map(lambda s: _analyze(client, _wav(s[0]), data={"genre": s[1]} if s[1] else {}), songs))
+    predictor = Predictor.load(tmp / "master")
+    for (x, genre), r in zip(songs, answers):
+        assert r.status_code == 200, r.text
+        local = predictor.analyze(torch.from_numpy(_decode(_wav(x))[0]), SAMPLE_RATE, genre=genre).to_dict()
+        assert r.json()["windows"] == local["windows"]
+        for name in schema.names("master"):
+            assert r.json()["settings"][name] == pytest.approx(local["settings"][name], rel=1e-4, abs=1e-4), name
+
+
+def test_pack_spans_keeps_order_and_fills_calls_up_to_the_limit():
+    from mixscale.serve.deployments import pack_spans
+
+    sizes = [1, 3, 2, 2, 4, 1, 1, 1]
+    calls = pack_spans(sizes, 4)
+    assert [i for call in calls for i in call] == list(range(len(sizes)))
+    assert all(sum(sizes[i] for i in call) <= 4 for call in calls)
+    # Greedy in order: a call is closed only when the next span does not fit.
+    assert all(sum(sizes[i] for i in a) + sizes[b[0]] > 4 for a, b in zip(calls, calls[1:]))
+    assert pack_spans([], 4) == [] and pack_spans([1] * 5, 1) == [[0], [1], [2], [3], [4]]
+
+
+@pytest.mark.slow
 def test_master_keeps_the_loudness_promise_and_its_settings_render_it_again(service):
     from mixscale.fx.chain import master_chain
     from mixscale.fx.loudness import integrated_loudness, true_peak

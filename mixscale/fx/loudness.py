@@ -7,7 +7,9 @@
   relative gate 10 LU below the absolute-gated level.
 * Loudness range (EBU Tech 3342): short-term (3 s) loudness every 100 ms, gated at
   -70 LUFS and 20 LU below their power mean; LRA = P95 - P10.
-* True peak (BS.1770 Annex 2): 4x oversampling with a 48-tap polyphase interpolator.
+* True peak (BS.1770 Annex 2): 4x oversampling with a 48-tap polyphase interpolator,
+  run by a numba kernel that keeps only the largest magnitude per sample (differentiable:
+  the limiter's detector uses it at 8x).
 
 Every function is batched: x (B, C, T) -> (B,). Integrated loudness and
 ``normalize_loudness`` are differentiable. ``meter`` gives every figure at once, K-weighting
@@ -19,6 +21,8 @@ from __future__ import annotations
 import functools
 import math
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -169,43 +173,108 @@ def _interpolator(factor: int) -> tuple[tuple[float, ...], ...]:
 
 
 _LEFT = TAPS_PER_PHASE // 2 - 1
+_PEAK_BLOCK = 256   # samples per block of the kernel: its phase sums stay in the L1 cache
 
 
-def _phases(x: torch.Tensor, factor: int):
-    """Yield the interpolated phases of x (..., T), each (..., T); phase 0 is x itself.
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _peaks_forward(padded, weights, env, arg):
+    """Largest interpolated magnitude over channels and phases, and which one it is.
 
-    Zero history before and after, as a converter starting from silence: an abrupt
-    start really overshoots.
+    padded (N, C, T + K - 1) (the signal with the interpolator's context), weights (P, K)
+    -> env (N, T), arg (N, T) = c * P + p. Per block of samples, each phase is a K-tap
+    sum over the whole block (contiguous slices and a branch-free maximum: the loops
+    vectorize), then folded into the block's running maximum.
     """
-    yield x
-    yield from _padded_phases(F.pad(x, (_LEFT, TAPS_PER_PHASE - 1 - _LEFT)), factor)
+    N, C, L = padded.shape
+    P, K = weights.shape
+    T = L - K + 1
+    acc = np.empty(_PEAK_BLOCK, dtype=padded.dtype)
+    best = np.empty(_PEAK_BLOCK, dtype=padded.dtype)
+    which = np.empty(_PEAK_BLOCK, dtype=np.int32)
+    for n in range(N):
+        for t0 in range(0, T, _PEAK_BLOCK):
+            m = min(_PEAK_BLOCK, T - t0)
+            best[:] = -1.0
+            for c in range(C):
+                row = padded[n, c, t0:t0 + m + K - 1]
+                for p in range(P):
+                    acc[:m] = 0.0
+                    for k in range(K):
+                        wk = weights[p, k]
+                        seg = row[k:k + m]
+                        for i in range(m):
+                            acc[i] += wk * seg[i]
+                    code = c * P + p
+                    for i in range(m):
+                        v = abs(acc[i])
+                        won = v > best[i]
+                        best[i] = v if won else best[i]
+                        which[i] = code if won else which[i]
+            env[n, t0:t0 + m] = best[:m]
+            arg[n, t0:t0 + m] = which[:m]
 
 
-def _padded_phases(padded: torch.Tensor, factor: int):
-    """Phases 1 .. factor-1 of a signal already padded by the interpolator's context.
+@numba.njit(cache=True, nogil=True)
+def _peaks_backward(grad_env, padded, weights, arg, grad_padded):
+    """Adjoint of ``_peaks_forward``: each sample's gradient flows through the phase that won."""
+    N, C, L = padded.shape
+    P, K = weights.shape
+    T = L - K + 1
+    for n in range(N):
+        for t in range(T):
+            g = grad_env[n, t]
+            if g == 0.0:
+                continue
+            c, p = divmod(arg[n, t], P)
+            v = 0.0
+            for k in range(K):
+                v += weights[p, k] * padded[n, c, t + k]
+            if v < 0.0:
+                g = -g
+            elif v == 0.0:
+                continue
+            for k in range(K):
+                grad_padded[n, c, t + k] += g * weights[p, k]
 
-    Computed as weighted sums of shifted copies (measured here: about 3x faster on CPU
-    than conv1d).
+
+class _PhasePeaks(torch.autograd.Function):
+    """padded (N, C, T + K - 1) -> (N, T): max over channels and phases 1 .. factor-1 of |phase|."""
+
+    @staticmethod
+    def forward(ctx, padded, factor):
+        store = torch.float32 if padded.dtype == torch.float32 else torch.float64
+        x = padded.detach().cpu().to(store).contiguous().numpy()
+        weights = np.array(_interpolator(factor)[1:], dtype=x.dtype)
+        N, _, L = x.shape
+        env = np.empty((N, L - TAPS_PER_PHASE + 1), dtype=x.dtype)
+        arg = np.zeros(env.shape, dtype=np.int32)
+        if env.size and len(weights):
+            _peaks_forward(x, weights, env, arg)
+        else:
+            env.fill(0.0)
+        ctx.save_for_backward(padded)
+        ctx.np_state = (weights, arg)
+        return torch.from_numpy(env).to(device=padded.device, dtype=padded.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_env):
+        (padded,) = ctx.saved_tensors
+        weights, arg = ctx.np_state
+        x = padded.detach().cpu().double().numpy()
+        grad = np.zeros_like(x)
+        _peaks_backward(grad_env.detach().cpu().double().numpy(), x, weights.astype(np.float64), arg, grad)
+        return torch.from_numpy(grad).to(device=padded.device, dtype=padded.dtype), None
+
+
+def _phase_peaks(padded: torch.Tensor, factor: int) -> torch.Tensor:
+    """Largest magnitude over channels of the interpolated phases 1 .. factor-1 of a signal
+    padded by the interpolator's context: (N, C, T + TAPS_PER_PHASE - 1) -> (N, T).
+
+    A numba kernel (the polyphase sums of ``_interpolator``, differentiable: the gradient
+    of each sample flows through the channel and phase that won). CUDA tensors make a
+    round trip through the CPU.
     """
-    T = padded.shape[-1] - (TAPS_PER_PHASE - 1)
-    for weights in _interpolator(factor)[1:]:
-        acc = padded[..., 0:T] * weights[0]
-        for k in range(1, TAPS_PER_PHASE):
-            acc.add_(padded[..., k:k + T], alpha=weights[k])  # in place: autograd-safe, no temporaries
-        yield acc
-
-
-def oversample(x: torch.Tensor, factor: int = OVERSAMPLING) -> torch.Tensor:
-    """Oversampled x (B, C, T) -> (B, C, T, factor): [..., t, p] is the value at t + p/factor."""
-    return torch.stack(list(_phases(x, factor)), dim=-1)
-
-
-def _max_magnitude(phases) -> torch.Tensor:
-    env = None
-    for phase in phases:
-        mag = phase.abs().amax(dim=1)
-        env = mag if env is None else torch.maximum(env, mag)
-    return env
+    return _PhasePeaks.apply(padded, factor)
 
 
 SPARSE_BLOCK = 4096
@@ -228,7 +297,8 @@ def true_peak_envelope(x: torch.Tensor, factor: int = OVERSAMPLING, floor: torch
     the floor are skipped, which is what makes the limiter cheap on most material.
     """
     if floor is None:
-        return _max_magnitude(_phases(x, factor))
+        padded = F.pad(x, (_LEFT, TAPS_PER_PHASE - 1 - _LEFT))
+        return torch.maximum(x.abs().amax(dim=1), _phase_peaks(padded, factor))
     B, C, T = x.shape
     n_blocks = -(-T // SPARSE_BLOCK)
     length = n_blocks * SPARSE_BLOCK
@@ -241,7 +311,7 @@ def true_peak_envelope(x: torch.Tensor, factor: int = OVERSAMPLING, floor: torch
         padded = F.pad(x, (_LEFT, length - T + TAPS_PER_PHASE - 1 - _LEFT))
         index = k[:, None] * SPARSE_BLOCK + torch.arange(SPARSE_BLOCK + TAPS_PER_PHASE - 1, device=x.device)
         windows = padded[b[:, None, None], torch.arange(C, device=x.device)[None, :, None], index[:, None, :]]
-        env[b, k] = torch.maximum(env[b, k], _max_magnitude(_padded_phases(windows, factor)))
+        env[b, k] = torch.maximum(env[b, k], _phase_peaks(windows, factor))
     return env.view(B, length)[:, :T]
 
 

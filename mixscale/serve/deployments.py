@@ -2,22 +2,25 @@
 version and task, and the ``Noop`` floor.
 
 Data flow of one analysis (shapes: C channels, S stems, T samples, W window samples,
-N windows, n windows of one call):
+N windows):
 
     ingress --(audio (C, T) or stems (S, C, T) at the file's rate)--> EnsembleModel
-      resample to the members' rate, cut N windows (``cut_windows``), split them into
-      calls of at most ``windows_per_call`` windows, each carrying only the audio span
-      its windows cover
-    EnsembleModel --(span, starts, W, genre) x members x calls--> Member.predict
-      ``@serve.batch`` gathers calls from many requests up to ``max_batch_size``
-      *windows* (``batch_size_fn`` counts windows), runs the model once per window
-      shape, and returns each call's rows: genre_logits (n, G) and settings (n, P),
-      or stem_settings (n, S, Ps) and master_settings (n, P)
+      resample to the members' rate, cut N windows (``cut_windows``) and split them into
+      spans of at most ``windows_per_call`` windows, each carrying only the audio it covers
+    EnsembleModel: ``@serve.batch`` gathers the spans of concurrent requests (up to
+      ``ENSEMBLE_BATCH`` requests) and packs them into calls of at most ``windows_per_call``
+      windows, so a batch of requests costs each member a few calls instead of one each
+    EnsembleModel --(calls: [span, ...]) x members--> Member.predict
+      ``@serve.batch`` gathers calls up to ``max_batch_size`` *windows* (``batch_size_fn``
+      counts windows), runs the model once per window shape, and returns each span's
+      rows: genre_logits (n, G) and settings (n, P), or stem_settings (n, S, Ps) and
+      master_settings (n, P)
     EnsembleModel: ``mixscale.models.ensemble.combine`` over members, then the
       aggregation over windows (``mixscale.models.multiscale.aggregate``) -> the analysis
 
 A member replica that dies mid-request is retried on another replica (the work is a
-pure function of its input) until the request's deadline; Serve replaces the replica.
+pure function of its input) until the latest deadline of the batch's requests (each
+request's own timeout is enforced by the ingress); Serve replaces the replica.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from mixscale.errors import MixscaleError
 logger = logging.getLogger("ray.serve")
 RETRY_FIRST_S, RETRY_MAX_S = 0.05, 1.0
 DEFAULT_RETRY_WINDOW_S = 30.0   # without a deadline: how long replica deaths are retried
+# Requests an ensemble replica fans out together, and how long it waits for them. Every
+# member call costs an RPC (serialization, the object store, scheduling) whatever its
+# size; batching requests here divides that by the batch. 2 ms adds little to one request.
+ENSEMBLE_BATCH, ENSEMBLE_WAIT_S = 32, 0.002
 
 
 async def retry_on_replica_death(send, deadline: float | None, what: str):
@@ -58,9 +65,22 @@ async def retry_on_replica_death(send, deadline: float | None, what: str):
             backoff = min(2 * backoff, RETRY_MAX_S)
 
 
-def _count_windows(items: Sequence[dict]) -> int:
+def _count_windows(calls: Sequence[Sequence[dict]]) -> int:
     """``batch_size_fn`` of ``Member.predict``: a batch's size is its number of windows."""
-    return sum(len(item["starts"]) for item in items)
+    return sum(len(span["starts"]) for call in calls for span in call)
+
+
+def pack_spans(sizes: Sequence[int], per_call: int) -> list[list[int]]:
+    """Span indices in order, grouped into calls of at most ``per_call`` windows (sizes: windows per span)."""
+    calls: list[list[int]] = []
+    used = per_call
+    for i, n in enumerate(sizes):
+        if used + n > per_call:
+            calls.append([])
+            used = 0
+        calls[-1].append(i)
+        used += n
+    return calls
 
 
 def _windows(item: dict) -> np.ndarray:
@@ -118,15 +138,21 @@ class Member:
         return dict(self.info_)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_count_windows)
-    async def predict(self, items: list[dict]) -> list[dict[str, np.ndarray]]:
-        """Calls [{audio (..., T), starts [n], window W, genre (int, -1 unknown)}] -> rows per call."""
+    async def predict(self, calls: list[list[dict]]) -> list[list[dict[str, np.ndarray]]]:
+        """Calls, each [span {audio (..., T), starts [n], window W, genre (int, -1 unknown)}, ...],
+        -> each call's rows per span."""
+        spans = [span for call in calls for span in call]
         try:
-            results = self._run(items)
+            rows = self._run(spans)
         except Exception:
             self.failures += 1
             raise
         self.failures, self.last_ok = 0, time.monotonic()
-        return results
+        out, i = [], 0
+        for call in calls:
+            out.append(rows[i:i + len(call)])
+            i += len(call)
+        return out
 
     def _run(self, items: list[dict]) -> list[dict[str, np.ndarray]]:
         import torch
@@ -261,18 +287,39 @@ class EnsembleModel:
         windows, starts = cut_windows(x, self.rate, self.window_s, self.hop_s)
         width = windows.shape[-1]
         audio = x.numpy()
-        calls = []
+        spans = []
         for i in range(0, len(starts), self.windows_per_call):
             part = starts[i:i + self.windows_per_call]
             lo, hi = part[0], part[-1] + width
-            calls.append({"audio": np.ascontiguousarray(audio[..., lo:hi]), "starts": [s - lo for s in part],
+            spans.append({"audio": np.ascontiguousarray(audio[..., lo:hi]), "starts": [s - lo for s in part],
                           "window": width, "genre": -1 if g is None else g})
-        per_member = await asyncio.gather(*[
-            asyncio.gather(*[self._call(member, call, deadline) for call in calls]) for member in self.members])
+        per_member = await self._predict((spans, deadline))
         outs = [{k: torch.from_numpy(np.concatenate([r[k] for r in rows])) for k in rows[0]} for rows in per_member]
         return windows, starts, combine(outs, self.weights, self.task)
 
-    async def _call(self, member, call: dict, deadline: float | None) -> dict:
+    @serve.batch(max_batch_size=ENSEMBLE_BATCH, batch_wait_timeout_s=ENSEMBLE_WAIT_S)
+    async def _predict(self, requests: list[tuple[list[dict], float | None]]) -> list[list[list[dict]]]:
+        """Requests (spans, deadline) -> per request, per member, the rows of each of its spans.
+
+        The spans of all requests go out in calls of at most ``windows_per_call`` windows,
+        the same calls to every member.
+        """
+        spans = [span for request_spans, _ in requests for span in request_spans]
+        owner = [r for r, (request_spans, _) in enumerate(requests) for _ in request_spans]
+        calls = pack_spans([len(span["starts"]) for span in spans], self.windows_per_call)
+        deadlines = [d for _, d in requests if d is not None]
+        deadline = max(deadlines) if len(deadlines) == len(requests) else None
+        per_member = await asyncio.gather(*[
+            asyncio.gather(*[self._call(member, [spans[j] for j in call], deadline) for call in calls])
+            for member in self.members])
+        out: list[list[list[dict]]] = [[[] for _ in self.members] for _ in requests]
+        for m, answers in enumerate(per_member):
+            for call, rows in zip(calls, answers):
+                for j, row in zip(call, rows):
+                    out[owner[j]][m].append(row)
+        return out
+
+    async def _call(self, member, call: list[dict], deadline: float | None) -> list[dict]:
         return await retry_on_replica_death(lambda: member.predict.remote(call), deadline,
                                             f"{self.version}-{self.task} member")
 
