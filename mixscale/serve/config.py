@@ -17,7 +17,9 @@ Sections:
   threads, dynamic batching (``max_batch_size`` windows, ``batch_wait_timeout_s``; these
   two are the deployment's ``user_config`` and change live), ``max_ongoing_requests``
   (at least ``max_batch_size``), ``max_queued_requests`` and ``autoscaling``.
-* ``ensembles``, ``ingress``: the same runtime fields without batching. Every runtime may
+* ``ensembles``, ``ingress``: the same runtime fields without batching options (an
+  ensemble gathers concurrent requests into shared member calls of at most
+  ``members.windows_per_call`` windows: ``deployments.ENSEMBLE_BATCH``). Every runtime may
   carry Ray's ``runtime_env`` for its replicas (e.g. ``env_vars: {MIXSCALE_HOME: ...}``).
 * ``limits``: upload bytes, clip duration, stems, per-request model time, in-flight
   requests per ingress replica and the ``Retry-After`` it advertises.
@@ -172,7 +174,7 @@ class MemberRuntime(Runtime):
     device: str = "cpu"
     max_batch_size: int = 16            # analysis windows per batch
     batch_wait_timeout_s: float = 0.005
-    windows_per_call: int = 4           # windows of one track per call to a member (<= max_batch_size)
+    windows_per_call: int = 4           # windows per call to a member, from one or more tracks (<= max_batch_size)
     runtime: str = "fp32"               # fp32 | int8 (quantized at load) | onnx (a `mixscale export` folder)
 
     @classmethod
