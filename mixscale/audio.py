@@ -64,16 +64,20 @@ class ClippingWarning(UserWarning):
 # small (44.1 -> 22.05 kHz is 2 : 1: 274 taps on one channel). Here the input is cut into
 # blocks of P = m * orig samples (P channels) and m consecutive kernel rows become the
 # m * new output channels of a stride-1 convolution over blocks: the same products,
-# summed in another order, as one wide matrix product. m makes m * new >= RESAMPLE_PHASES
-# (measured on one core, 30 s of stereo 44.1 -> 22.05 kHz: 110 ms -> 19 ms). The kernel
-# is computed in float64 once per (rates, dtype, device) and cached.
+# summed in another order, as one wide matrix product. m makes m * new >= RESAMPLE_PHASES.
+# The blocks are read in place as a channels-last (N, P, 1, blocks) image (a block's P
+# samples are adjacent in memory, which is the channels-last order), so no copy is made
+# and the CPU's 2-D convolution runs its kernel vectorized over channels (measured on one
+# core, 30 s of stereo 44.1 -> 22.05 kHz: 110 ms one-channel, 15.5 ms blocked 1-D, 9.5 ms
+# channels-last 2-D). The kernel is computed in float64 once per (rates, dtype, device)
+# and cached.
 
 RESAMPLE_PHASES = 16
 
 
 @functools.lru_cache(maxsize=32)
 def _resample_kernel(orig: int, new: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, int, int]:
-    """The blocked kernel (m * new, m * orig, J), its left padding ``width`` and m.
+    """The blocked kernel (m * new, m * orig, 1, J) (channels last), its left padding ``width`` and m.
 
     Rows are torchaudio's windowed-sinc design for ``RESAMPLE_KWARGS``: kernel row q is
     sinc(pi t) * kaiser(t) * base / orig at t = base * (i / orig - q / new) for taps
@@ -94,7 +98,11 @@ def _resample_kernel(orig: int, new: int, dtype: torch.dtype, device: str) -> tu
     for r in range(m):          # output block row r reads the input from r * orig on
         kernel[r * new:(r + 1) * new, r * orig:r * orig + k] = rows
     kernel = kernel.reshape(m * new, blocks, block).transpose(1, 2).contiguous()  # (m*new, P, J)
-    return kernel.to(device=device, dtype=dtype), width, m
+    # Channels last as (m*new, P, 1, J) with the size-1 axis's stride P * J (a permuted view
+    # with another stride there counts as channels last too, but the convolution then
+    # picks a slower kernel: 14 ms instead of 9.5 ms above).
+    kernel = kernel.to(device=device, dtype=dtype)[:, :, None, :]
+    return kernel.contiguous(memory_format=torch.channels_last), width, m
 
 
 def resample(x: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
@@ -117,10 +125,10 @@ def resample(x: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
         return x.new_zeros(*shape[:-1], math.ceil(new * length / orig))
     flat = x.reshape(-1, length)
     block, out_blocks = kernel.shape[1], math.ceil((length // orig + 1) / m)
-    in_blocks = out_blocks + kernel.shape[2] - 1
+    in_blocks = out_blocks + kernel.shape[3] - 1
     padded = torch.nn.functional.pad(flat, (width, in_blocks * block - length - width))
-    blocks = padded.reshape(flat.shape[0], in_blocks, block).transpose(1, 2)   # (N, P, in_blocks)
-    y = torch.nn.functional.conv1d(blocks, kernel)                             # (N, m * new, out_blocks)
+    blocks = padded.reshape(flat.shape[0], in_blocks, 1, block).permute(0, 3, 2, 1)  # (N, P, 1, in_blocks)
+    y = torch.nn.functional.conv2d(blocks, kernel)[:, :, 0]                          # (N, m * new, out_blocks)
     y = y.transpose(1, 2).reshape(flat.shape[0], -1)[:, :math.ceil(new * length / orig)]
     return y.reshape(*shape[:-1], y.shape[-1])
 

@@ -7,6 +7,8 @@ import torch
 
 from mixscale.errors import MixscaleError
 from mixscale.features import LogMel, MelConfig
+from mixscale.features import mel as mel_module
+from mixscale.features.mel import mix_basis
 
 
 def _audio(seed: int, channels: int, seconds: float, sr: int) -> np.ndarray:
@@ -115,6 +117,76 @@ def test_side_of_dual_mono_stays_at_the_floor():
     x = torch.from_numpy(_audio(5, 1, 0.5, 16000)).repeat(2, 1)[None]
     db = LogMel(cfg)(x, ((0.5, 0.5), (0.5, -0.5)))
     assert torch.all(db[0, 1] == -100.0) and db[0, 0].max() > -20.0
+
+
+STEREO = ((1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.5, -0.5))
+
+
+def test_view_basis_is_channel_powers_and_the_difference_power():
+    # |aL + bR|^2 = a(a + b) |L|^2 + b(a + b) |R|^2 - ab |L - R|^2: left, right and side
+    # take 0 from every other basis term, mid adds all three.
+    pairs, coef = mix_basis(STEREO)
+    assert pairs == [(0, 1)]
+    assert coef.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, -0.25], [0.0, 0.0, 0.25]]
+    assert mix_basis(((1.0, 0.0), (0.0, 2.0)))[0] == []                     # no row mixes: no pair
+
+
+def test_single_channel_and_side_views_are_exact_and_mid_is_within_rounding():
+    cfg = MelConfig(sample_rate=22050, n_fft=1024, hop=256, n_mels=64, channels="stereo")
+    mel = LogMel(cfg)
+    x = torch.from_numpy(_audio(8, 2, 1.0, 22050))[None].repeat(2, 1, 1)
+    x[1, 1] = x[1, 0]                                                         # item 1: dual mono
+    views = mel.power(x, STEREO)
+    assert torch.equal(views[:, :2], mel.power(x))                           # left, right: their own products
+    assert torch.equal(views[1, 3], torch.zeros_like(views[1, 3]))           # side of dual mono: exactly 0
+    torch.testing.assert_close(views[1, 2], views[1, 0], rtol=1e-6, atol=0)  # its mid is its left
+    # Mid of independent channels against the spectrum of the time-domain mid (float64).
+    ref = _stft_mel_power(mel, (x[0, 0] + x[0, 1])[None] / 2)[0]
+    torch.testing.assert_close(views[0, 2], ref, rtol=1e-4, atol=1e-6 * float(ref.max()))
+
+
+def test_mid_of_polarity_inverted_channels_is_at_least_60_db_down():
+    # The one view that adds basis terms can cancel: its power stays below 1e-6 of the
+    # channels' power (float32 rounding of the sum), and its side is the channel itself.
+    cfg = MelConfig(sample_rate=22050, n_fft=1024, hop=256, n_mels=64, channels="stereo")
+    mel = LogMel(cfg)
+    left = torch.from_numpy(_audio(9, 1, 1.0, 22050))
+    views = mel.power(torch.cat([left, -left])[None], STEREO)[0]
+    assert torch.all(views[2] <= 1e-6 * views[0])
+    torch.testing.assert_close(views[3], views[0], rtol=1e-6, atol=0)
+
+
+def test_views_are_differentiable_with_the_gradient_of_time_domain_views(monkeypatch):
+    monkeypatch.setattr(mel_module, "CHUNK_FRAMES", 2 * 20)                 # ranges of frames, too
+    cfg = MelConfig(sample_rate=16000, n_fft=512, hop=128, n_mels=32, channels="stereo")
+    mel = LogMel(cfg).double()
+    x = torch.from_numpy(_audio(10, 2, 0.5, 16000)).double()[None].requires_grad_(True)
+    weights = torch.rand(1, 4, 32, mel.num_frames(x.shape[-1]), dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(0))
+    (grad,) = torch.autograd.grad((mel.power(x, STEREO) * weights).sum(), x)
+    ref_x = x.detach().clone().requires_grad_(True)
+    spectra = [torch.stft(a * ref_x[:, 0] + b * ref_x[:, 1], cfg.n_fft, cfg.hop, window=mel.window, center=True,
+                          pad_mode="constant", return_complex=True) for a, b in STEREO]
+    ref = torch.stack([mel.fbank @ spec.abs().square() for spec in spectra], dim=1)      # float64 throughout
+    (ref_grad,) = torch.autograd.grad((ref * weights).sum(), ref_x)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-9 * float(ref_grad.abs().max()))
+
+
+def test_frame_chunks_join_without_seams(monkeypatch):
+    # On the CPU a long item goes through in ranges of frames; 37 frames per range leaves
+    # a ragged last range. The result is the unchunked one and the time-domain reference.
+    cfg = MelConfig(sample_rate=16000, n_fft=512, hop=128, n_mels=32, channels="stereo")
+    mel = LogMel(cfg)
+    x = torch.from_numpy(_audio(11, 2, 1.0, 16000))[None]
+    monkeypatch.setattr(mel_module, "CHUNK_FRAMES", 10 ** 9)
+    whole = mel.power(x, STEREO)
+    monkeypatch.setattr(mel_module, "CHUNK_FRAMES", 2 * 37)
+    chunked = mel.power(x, STEREO)
+    assert mel.num_frames(x.shape[-1]) % 37 != 0
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=0)
+    for k, (a, b) in enumerate(STEREO):
+        ref = _stft_mel_power(mel, a * x[:, 0] + b * x[:, 1])
+        torch.testing.assert_close(chunked[:, k], ref, rtol=1e-4, atol=1e-6 * float(ref.max()))
 
 
 def test_long_batches_are_cut_into_chunks_without_changing_the_result():

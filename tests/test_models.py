@@ -597,6 +597,21 @@ def test_conv_block_in_eval_equals_its_layers_in_order(pool):
         conv(x), None, None, bn.weight, bn.bias, training=True, eps=bn.eps))).detach(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 9, 15), (1, 3, 1, 7), (2, 4, 8, 6), (3, 2, 7, 1)])
+@pytest.mark.parametrize("size", [(2, 2), (2, 1), (3, 2), (1, 3)])
+def test_max_pool_equals_max_pool2d_with_ceil_mode(shape, size):
+    # The eval pooling takes maxima of strided views on channels-last input: the same
+    # values and layout as the pooling layer, partial last windows included.
+    from mixscale.models.encoders.cnn import max_pool
+
+    h = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    ref = torch.nn.functional.max_pool2d(h, size, ceil_mode=True)
+    got = max_pool(h.contiguous(memory_format=torch.channels_last), size)
+    assert got.shape == ref.shape and torch.equal(got, ref)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(max_pool(h, size), ref)                               # other layouts: the layer itself
+
+
 def test_cnn_checkpoint_keys_and_outputs_survive_a_save_and_load(tmp_path):
     model = seeded(tiny("cnn")).eval()
     with torch.no_grad():

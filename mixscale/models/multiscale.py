@@ -27,7 +27,7 @@ end and the network for a 30 s track. Two cheaper arrangements were measured
 (``bench/infer.py``, quickstart ``cnn``, one core, with the fast front end and encoder):
 
 * windows that do not overlap (``hop_s`` = ``window_s``: 3 windows for 30 s) take the
-  analysis from about 84 to about 59 ms. ``bench/windows.py`` measures what that changes:
+  analysis from about 64 to about 43 ms. ``bench/windows.py`` measures what that changes:
   on six 30 s ``music_like`` clips the trained quickstart ``cnn`` (``mixscale quickstart``)
   moved its aggregated settings by 0.0018 on average and 0.014 at most (normalized
   units), 0.13x the spread between its windows; no genre changed.
@@ -167,7 +167,8 @@ def _window_weights(out: dict[str, torch.Tensor], windows: torch.Tensor):
     """Per-window weights (N,) (confidence, zero for silence), genre probabilities (G,), confidence (N,)."""
     probs = out["genre_probs"] if "genre_probs" in out else out["genre_logits"].softmax(dim=-1)   # (N, G)
     confidence = probs.amax(dim=-1)
-    peaks = windows.abs().flatten(1).amax(dim=1)
+    flat = windows.flatten(1)
+    peaks = torch.maximum(flat.amax(dim=1), -flat.amin(dim=1))          # = |x|.amax, without the |x| copy
     audible = peaks > 10.0 ** (SILENCE_DBFS / 20.0)
     if not audible.any():
         audible = torch.ones_like(audible)
