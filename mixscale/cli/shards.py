@@ -35,8 +35,11 @@ def register(subparsers) -> None:
     b.add_argument("--out", required=True, metavar="DIR", help="output folder or fsspec URL")
     b.add_argument("--shard-size", type=int, metavar="N",
                    help="tracks per shard (default: 64; 4 for stem corpora)")
-    b.add_argument("--segment-seconds", type=float, default=30.0, metavar="S",
-                   help="cut tracks into segments of S seconds; 0 keeps whole tracks (default: 30)")
+    # The default is mixscale.data.build.DEFAULT_SEGMENT_SECONDS, applied in run_build (importing
+    # the builder here would load torch for every command); tests check that the help says it.
+    b.add_argument("--segment-seconds", type=float, default=None, metavar="S",
+                   help="cut tracks into segments of S seconds; 0 keeps whole tracks "
+                   "(default: 30 s, the clip length of FMA and GTZAN)")
     b.add_argument("--seed", type=int, default=0, help="seed of splits the corpus does not fix (default: 0)")
     b.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     b.add_argument("--annotations", metavar="FILE", help="CSV/JSON of real settings per track id")
@@ -89,7 +92,7 @@ def _listed(title: str, rows: list[dict]) -> list[str]:
 
 
 def run_build(args) -> int:
-    from mixscale.data.build import build_shards
+    from mixscale.data.build import DEFAULT_SEGMENT_SECONDS, build_shards
 
     manifest = _load_manifest(args)
     splits = Counter(t.split for t in manifest)
@@ -103,7 +106,7 @@ def run_build(args) -> int:
         manifest,
         args.out,
         shard_size=args.shard_size,
-        segment_seconds=args.segment_seconds,
+        segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment_seconds is None else args.segment_seconds,
         address=args.address,
         num_cpus=args.num_cpus,
         overwrite=args.overwrite,

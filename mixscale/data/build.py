@@ -37,6 +37,9 @@ from mixscale.data.manifest import SPLITS, Manifest, Track
 from mixscale.data.shard_writer import TMP_PREFIX, ShardWriter, file_sha256
 from mixscale.errors import CorpusError
 
+# Segment length of `mixscale shards build` (its --segment-seconds default) and of bench/data.py's
+# clips: 30 s is the clip length of FMA and GTZAN, so their clips stay whole; training reads
+# shorter windows of the segments (data.segment_seconds, 4 s in the base preset).
 DEFAULT_SEGMENT_SECONDS = 30.0
 # Tracks per shard. Mix corpora: 64 x 30 s of 24-bit stereo FLAC is a few hundred MB.
 DEFAULT_SHARD_SIZE = 64
