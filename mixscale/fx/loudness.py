@@ -176,7 +176,7 @@ _LEFT = TAPS_PER_PHASE // 2 - 1
 _PEAK_BLOCK = 256   # samples per block of the kernel: its phase sums stay in the L1 cache
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True)
 def _peaks_forward(padded, weights, env, arg):
     """Largest interpolated magnitude over channels and phases, and which one it is.
 
@@ -297,6 +297,8 @@ def true_peak_envelope(x: torch.Tensor, factor: int = OVERSAMPLING, floor: torch
     the floor are skipped, which is what makes the limiter cheap on most material.
     """
     if floor is None:
+        # Zero history before and after, as a converter starting from silence: an abrupt
+        # start really overshoots.
         padded = F.pad(x, (_LEFT, TAPS_PER_PHASE - 1 - _LEFT))
         return torch.maximum(x.abs().amax(dim=1), _phase_peaks(padded, factor))
     B, C, T = x.shape
