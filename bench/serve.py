@@ -10,20 +10,25 @@ thread), posts a 10 s stereo 44.1 kHz WAV clip:
   (one window per batch),
 
 at concurrency 1, 8 and 32 for ``--seconds`` each, counting every non-200 answer as an
-error. A monitor thread records the running replicas of the autoscaled deployments (the
-members between ``--min-replicas`` and ``--max-replicas``, the ingress between 1 and
-``--max-replicas``) over time; after the load it waits for them to scale back down.
-Batching off is a redeploy, which restarts the replicas (deployed from Python, Serve
-gives each deploy a new code version; a config-file update changes ``user_config`` live).
+error. These levels run at a fixed replica count (``--min-replicas`` of every deployment):
+on a small machine a replica the autoscaler adds mid-level spends seconds of CPU on its
+imports and warm-up, which would be charged to whichever level it lands in. Batching off
+is a redeploy, which restarts the replicas (deployed from Python, Serve gives each deploy a
+new code version; a config-file update changes ``user_config`` live).
+
+Then the autoscaling phase: the app redeployed with autoscaling (the members between
+``--min-replicas`` and ``--max-replicas``, the ingress between 1 and ``--max-replicas``),
+``/v1/analyze`` at c=32 for ``--scale-seconds``, while a monitor thread records the
+replicas starting and running; after the load it waits for them to scale back down.
 The model is the default master model when one is built (``mixscale quickstart``), else a
 tiny two-member ensemble (``--encoders``, cnn + cnn).
 
 At c=32 it also counts the CPU time every process on the machine spent (``/proc``), per
 request, by role: Serve's HTTP proxy, the ingress, the ensemble, the members, the no-op,
 Ray's own processes (raylet, GCS, Serve controller, agents), this load generator, and
-anything else running; processes that started during the level (replicas the autoscaler
-added: mostly their imports and warm-up) are counted apart as "started". On 2 cores the throughput of a saturated service is about 2 CPU
-seconds divided by the CPU it spends per request, so this says where the gap to the floor is.
+anything else running; processes that started during the level are counted apart as
+"started". On 2 cores the throughput of a saturated service is about 2 CPU seconds
+divided by the CPU it spends per request, so this says where the gap to the floor is.
 
 Prints a table, then one JSON line: the figures and the goals at c=32 (throughput >= 60%
 of the floor, p99 < 300 ms, zero errors, replicas up then down), with the no-op floor's own
@@ -32,7 +37,7 @@ c clients at throughput X has mean latency c / X, and the model cannot outrun th
 no p99 at c=32 can be below ``littles_law_min_p99_ms`` = 32 / (floor req/s) (in ms), and
 ``p99_goal_reachable`` says whether that bound is under the goal on this machine.
 
-    python bench/serve.py [--seconds 15] [--batch 16] [--max-replicas 2]
+    python bench/serve.py [--seconds 15] [--scale-seconds 30] [--batch 16] [--max-replicas 2]
 """
 
 from __future__ import annotations
@@ -83,21 +88,23 @@ def model_path(tmp: Path, encoders: tuple[str, ...]) -> tuple[str, str]:
                 f"tiny ensemble ({' + '.join(encoders)})")
 
 
-def app_args(master: str, opts, batching: bool) -> dict:
+def app_args(master: str, opts, batching: bool, autoscale: bool = False) -> dict:
+    """The bench's app: with ``autoscale`` False every deployment runs ``--min-replicas`` replicas."""
     batch = opts.batch if batching else 1
+    top = opts.max_replicas if autoscale else opts.min_replicas
     return {
         "versions": [{"name": "v1", "master": master, "mix": None}],
         "members": {"num_cpus": 0.25, "max_batch_size": batch, "windows_per_call": min(4, batch),
                     "batch_wait_timeout_s": opts.batch_wait if batching else 0.0,
                     "max_ongoing_requests": max(32, batch), "max_queued_requests": 512,
-                    "autoscaling": {"min_replicas": opts.min_replicas, "max_replicas": opts.max_replicas,
+                    "autoscaling": {"min_replicas": opts.min_replicas, "max_replicas": top,
                                     "target_ongoing_requests": opts.target, "upscale_delay_s": 1.0,
                                     "downscale_delay_s": opts.downscale_delay, "metrics_interval_s": 0.5,
                                     "look_back_period_s": 3.0}},
         "ensembles": {"num_cpus": 0.25, "max_ongoing_requests": 128, "max_queued_requests": 512,
                       "autoscaling": {"min_replicas": 1, "max_replicas": 1}},
         "ingress": {"num_cpus": 0.25, "max_ongoing_requests": 128, "max_queued_requests": 512,
-                    "autoscaling": {"min_replicas": 1, "max_replicas": opts.max_replicas,
+                    "autoscaling": {"min_replicas": 1, "max_replicas": top if autoscale else 1,
                                     "target_ongoing_requests": 4 * opts.target, "upscale_delay_s": 1.0,
                                     "downscale_delay_s": opts.downscale_delay, "metrics_interval_s": 0.5,
                                     "look_back_period_s": 3.0}},
@@ -215,6 +222,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="load per concurrency level (default 15 s)")
     p.add_argument("--batch", type=int, default=16, help="max_batch_size (windows) with batching on")
     p.add_argument("--batch-wait", type=float, default=0.005, help="batch_wait_timeout_s with batching on")
+    p.add_argument("--scale-seconds", type=float, default=30.0, help="load of the autoscaling phase (default 30 s)")
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=2)
     p.add_argument("--target", type=float, default=2.0, help="autoscaling target_ongoing_requests")
@@ -238,8 +246,6 @@ def main() -> int:
     print(f"model: {what}; clip: 10 s stereo 44.1 kHz WAV ({len(clip)} bytes); {os.cpu_count()} cores "
           f"(shared: other processes on this machine load it too)", flush=True)
     deploy(app_args(master, opts, batching=True), name=APP, timeout_s=600)
-    monitor = Replicas(serve)
-    monitor.start()
     rows = []
     load(base, "/v1/analyze", clip, 2, 3.0)                     # warm up every path once
     for c in CONCURRENCY:
@@ -252,6 +258,14 @@ def main() -> int:
             rows.append({"what": f"analyze batching {'on' if batching else 'off'}",
                          **load(base, "/v1/analyze", clip, c, opts.seconds)})
             print(rows[-1], flush=True)
+
+    deploy(app_args(master, opts, batching=True, autoscale=True), name=APP, timeout_s=600)
+    load(base, "/v1/analyze", clip, 2, 3.0)
+    monitor = Replicas(serve)
+    monitor.start()
+    scaling = {"what": "analyze autoscaling", **load(base, "/v1/analyze", clip, 32, opts.scale_seconds)}
+    print(scaling, flush=True)
+    rows.append(scaling)
     peak = max((sum(s.values()) for _, s in monitor.samples), default=0)
     peak_started = max((sum(s.values()) for _, s in monitor.started), default=0)
     settle = time.time() + opts.downscale_delay + 60
@@ -277,6 +291,8 @@ def main() -> int:
     started = [started[0]] + [b for a, b in zip(started, started[1:]) if a[1] != b[1]] if started else []
     print(f"replicas starting or running over time: {started}")
     print(f"replicas over time (s, running, {members} autoscaled deployments: Ingress and members): {changes}")
+    print(f"autoscaling phase: {scaling['rps']:.1f} req/s at c=32, p99 {scaling['p99_ms']:.1f} ms, "
+          f"{scaling['errors']} errors, CPU ms per request {scaling['cpu_ms']}")
 
     def pick(what, c):
         return next(r for r in rows if r["what"] == what and r["concurrency"] == c)
@@ -319,6 +335,8 @@ def main() -> int:
         "littles_law_min_p99_ms": round(bound_ms, 1), "p99_goal_ms": P99_GOAL_MS,
         "p99_goal_reachable": bound_ms < P99_GOAL_MS,
         "throughput_vs_floor_c32": round(ratio, 3),
+        "autoscaling_phase": {"rps_c32": round(scaling["rps"], 2), "p99_ms_c32": round(scaling["p99_ms"], 1),
+                              "errors": scaling["errors"], "seconds": opts.scale_seconds},
         "errors": errors, "replicas_min": floor_total, "replicas_peak_running": peak,
         "replicas_peak_starting_or_running": peak_started, "replicas_end": end,
         "goals": {"throughput_ge_60pct_floor_c32": ratio >= 0.6, "p99_lt_300ms_c32": on["p99_ms"] < P99_GOAL_MS,
