@@ -379,8 +379,9 @@ def cluster_processes(temp_dir: str) -> set[int]:
 
 
 def stop_cluster(temp_dir: str, timeout_s: float = 5.0) -> set[int]:
-    """SIGTERM, then SIGKILL, exactly the processes of ``cluster_processes(temp_dir)``; `ray stop`
-    would stop every Ray on the machine. Returns the pids it signalled."""
+    """SIGTERM, then SIGKILL until they are gone, exactly the processes of
+    ``cluster_processes(temp_dir)``; `ray stop` would stop every Ray on the machine. Returns
+    the pids it signalled."""
     signalled = cluster_processes(temp_dir)
     for pid in signalled:
         try:
@@ -390,12 +391,17 @@ def stop_cluster(temp_dir: str, timeout_s: float = 5.0) -> set[int]:
     deadline = time.monotonic() + timeout_s
     while cluster_processes(temp_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in cluster_processes(temp_dir):
-        signalled.add(pid)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # SIGKILL what is left, again until none is: a killed process takes a moment to leave /proc,
+    # and a dying parent may have forked a worker just before.
+    deadline = time.monotonic() + timeout_s
+    while (left := cluster_processes(temp_dir)) and time.monotonic() < deadline:
+        for pid in left:
+            signalled.add(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
     return signalled
 
 
