@@ -17,7 +17,18 @@ On a 2-core machine two workers share the cores with their loader processes, so 
 scaling says how much the cores were idle with one worker, not how a cluster scales.
 Prints a table, then one JSON line.
 
+``--feature-domain`` measures instead what one training example costs to make, in one
+process with one thread, on the same clips (10 s windows at 44.1 kHz, batches of 32):
+
+* audio domain: the reader decodes a window, renders the master perturbation through the
+  chain (``pairs.make_master_pair``) and the band front end computes the features of x_in;
+* feature domain: the features of the windows, computed once (``mixscale features build``,
+  timed apart), then ``FeaturePairs`` draws pairs by adding curves.
+
+The figure is examples per second of each and their ratio (the goal: at least 100x).
+
     python bench/train.py [--config quickstart] [--clips 32] [--steps 15] [--epochs 2] [--set KEY=VALUE ...]
+    python bench/train.py --feature-domain [--clips 32] [--batches 20]
 """
 
 from __future__ import annotations
@@ -54,7 +65,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--feature-domain", action="store_true", help="examples per second: features vs audio")
+    parser.add_argument("--batches", type=int, default=20, help="--feature-domain: batches timed per pipeline")
     args = parser.parse_args()
+    if args.feature_domain:
+        return feature_domain(args)
 
     import ray
     import torch
@@ -108,6 +123,56 @@ def main() -> None:
         "scaling_linear": 2.0,
     }
     print(json.dumps(figures))
+
+
+def feature_domain(args) -> None:
+    import torch
+
+    from mixscale.data.feature_shards import FeaturePairs, build_feature_shards
+    from mixscale.data.reader import ReaderConfig, make_dataloader
+    from mixscale.features.bands import band_frames_db
+    from mixscale.testing.shards import write_test_shards
+
+    torch.set_num_threads(1)
+    work = tempfile.mkdtemp(prefix="mixscale-bench-features-")
+    shards = os.path.join(work, "shards")
+    write_test_shards(shards, args.clips, 4, seconds=max(args.seconds, 11.0), sample_rate=44100)
+    batch = 32
+
+    reader = make_dataloader(ReaderConfig(url=shards, segment_seconds=10.0, batch_size=batch, num_workers=0,
+                                          shuffle_buffer=0))
+    done, examples, t = 0, 0, time.perf_counter()
+    while done < args.batches:
+        reader.set_epoch(done)
+        for b in reader:
+            band_frames_db(b["x_in"].float())
+            done, examples = done + 1, examples + b["x_in"].shape[0]
+            if done >= args.batches:
+                break
+    audio_s = (time.perf_counter() - t) / examples
+
+    t = time.perf_counter()
+    build_feature_shards(shards, os.path.join(work, "features"), window_seconds=10.0, windows_per_sample=1,
+                         splits=("train",), parts=1, use_ray=False, progress=False)
+    precompute_s = (time.perf_counter() - t) / args.clips
+    pairs = FeaturePairs([os.path.join(work, "features")], "train", min(batch, args.clips), crop_seconds=10.0)
+    done, examples, t = 0, 0, time.perf_counter()
+    while done < args.batches:
+        pairs.set_epoch(done)
+        for b in pairs:
+            done, examples = done + 1, examples + b["features"].shape[0]
+            if done >= args.batches:
+                break
+    feature_s = (time.perf_counter() - t) / examples
+
+    print(f"{'pipeline':<34}{'examples/s':>12}{'ms/example':>12}")
+    print(f"{'audio domain (decode+render+STFT)':<34}{1 / audio_s:>12.1f}{1000 * audio_s:>12.2f}")
+    print(f"{'feature domain (add curves)':<34}{1 / feature_s:>12.1f}{1000 * feature_s:>12.3f}")
+    print(f"{'  once per window: features':<34}{1 / precompute_s:>12.1f}{1000 * precompute_s:>12.2f}")
+    print(f"ratio: {audio_s / feature_s:.0f}x (goal: >= 100x), one thread, batches of {batch}, 10 s windows")
+    print(json.dumps({"audio_examples_per_s": round(1 / audio_s, 2), "feature_examples_per_s": round(1 / feature_s, 1),
+                      "precompute_windows_per_s": round(1 / precompute_s, 2),
+                      "ratio": round(audio_s / feature_s, 1), "goal_ratio": 100, "threads": 1}))
 
 
 if __name__ == "__main__":

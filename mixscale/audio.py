@@ -177,6 +177,9 @@ def audio_info(path) -> AudioInfo:
     return AudioInfo(path, info.samplerate, info.channels, info.frames, info.format, info.subtype)
 
 
+OGG_END_TRIM_SAMPLES = 8192  # the largest Vorbis block (Opus frames are shorter)
+
+
 def read_audio(path, sample_rate: int | None = SAMPLE_RATE) -> tuple[torch.Tensor, int]:
     """Read an audio file as stereo float32 at ``sample_rate``.
 
@@ -188,7 +191,11 @@ def read_audio(path, sample_rate: int | None = SAMPLE_RATE) -> tuple[torch.Tenso
     info = audio_info(path)
     path = info.path
     data = _decode(path)  # (T, C)
-    if data.shape[0] < info.frames:
+    # Ogg streams may end a few samples short of the length derived from the last page's
+    # granule position (encoders' end trimming); less than one Vorbis block is not a cut.
+    # A cut Ogg file is caught by its missing end-of-stream page (``_check_container_complete``).
+    slack = OGG_END_TRIM_SAMPLES if info.format == "OGG" else 0
+    if data.shape[0] < info.frames - slack:
         raise AudioError(
             f"{path}: truncated: decoded {data.shape[0]} of the {info.frames} samples its header declares"
         )

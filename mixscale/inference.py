@@ -49,7 +49,8 @@ def mixscale_home() -> Path:
 
 
 def default_model_path(task: str = "master") -> Path:
-    """Where ``mixscale quickstart`` writes the default model of ``task``."""
+    """Where ``mixscale quickstart --install`` writes this machine's default model of ``task``
+    (it takes precedence over the packaged one)."""
     if task not in TASKS:
         raise MixscaleError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     return mixscale_home() / "models" / task
@@ -64,7 +65,7 @@ def resolve_model_path(path: str | os.PathLike | None, task: str = "master") -> 
             return candidate
     raise MixscaleError(
         f"no {task} model: none at {default_model_path(task)} (set {HOME_ENV} to move it) and none packaged; "
-        f"run `mixscale quickstart` to build the default models, or pass --model CKPT")
+        f"run `mixscale quickstart --install` to build and install default models, or pass --model CKPT")
 
 
 def genre_index(genre: str | None) -> int | None:

@@ -163,6 +163,13 @@ def defaults(chain: str) -> dict[str, float]:
     return {p.name: p.default for p in params(chain)}
 
 
+# Settings that no model can infer from a mix: the compressor's knee, makeup and time
+# constants (the audio shows its static curve, not these) and the limiter (the loudness
+# target sets it). Models propose their defaults, and training does not score them.
+NOT_FROM_AUDIO = ("comp.knee_db", "comp.makeup_db", "comp.attack_ms", "comp.release_ms",
+                  "limiter.gain_db", "limiter.ceiling_dbtp", "limiter.release_ms")
+
+
 def group_slices(chain: str) -> dict[str, list[int]]:
     """Column indices of each group in the chain's normalized vector."""
     out: dict[str, list[int]] = {}

@@ -346,7 +346,7 @@ def test_master_names_the_file_it_cannot_master(tmp_path, capfd):
 # ---------------------------------------------------------------- quickstart
 
 @pytest.mark.slow
-def test_quickstart_builds_evaluates_and_installs_the_default_models(tmp_path, capfd, ray_session):
+def test_quickstart_builds_evaluates_and_installs_the_default_models_when_asked(tmp_path, capfd, ray_session):
     """The whole quickstart at the tiny preset: 20 songs of 3 s, one epoch per model."""
     import os
 
@@ -354,10 +354,11 @@ def test_quickstart_builds_evaluates_and_installs_the_default_models(tmp_path, c
 
     out = tmp_path / "qs"
     status, stdout, err = run_in_process(capfd, "quickstart", "--out", out, "--songs", "20", "--seconds", "3",
-                                         "--config", "tiny", "--set", "epochs=1")
+                                         "--config", "tiny", "--set", "epochs=1", "--install")
     assert status == 0, err[-3000:]
     for command in ("synth", "shards build", "train", "evaluate", "master"):
         assert f"$ mixscale {command} " in stdout
+    assert (out / "models" / "master" / "meta.json").is_file() and (out / "models" / "mix" / "meta.json").is_file()
     assert os.environ["MIXSCALE_HOME"] in str(default_model_path("master"))
     ensemble = Predictor.load(task="master")                   # the default model, as --model finds it
     assert ensemble.info()["class"] == "Ensemble" and [m["arch"] for m in ensemble.info()["members"]] == ["cnn", "mlp"]
@@ -365,5 +366,6 @@ def test_quickstart_builds_evaluates_and_installs_the_default_models(tmp_path, c
     for name in ("ensemble", "cnn", "mlp"):
         metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
         assert 0.0 <= metrics["model"]["settings_mae"] <= 1.0
+        assert metrics["quality"]["strengths"]["6"]["input"]["eq_shape_db"]["ratio"] == 1.0
     assert "headline figures on the held-out test split" in stdout and "predict-the-mean" in stdout
     assert abs(pyloudnorm_lufs(out / "song.master.wav") - (-14.0)) <= 0.5

@@ -168,7 +168,7 @@ def test_evaluate_command_end_to_end_on_a_master_checkpoint(shards, tmp_path, ca
     ckpt = tiny_checkpoint(tmp_path / "ckpt", task="master")
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(ckpt), "--shards", shards, "--out", str(out),
-                 "--segment-seconds", str(SEG), "--batch-size", "4", "--examples", "3"]) == 0
+                 "--segment-seconds", str(SEG), "--batch-size", "4", "--examples", "3", "--no-quality"]) == 0
     printed = capsys.readouterr().out
     assert "predict-the-mean" in printed and "uncorrected input" in printed and str(out / "report.md") in printed
 
@@ -280,3 +280,31 @@ def test_bad_checkpoints_and_missing_splits_fail_with_a_clear_message(shards, tm
         evaluate_checkpoint(good, shards, tmp_path / "out", embedding="vggish", **OPTS)
     with pytest.raises(CorpusError, match="no index.json"):
         evaluate_checkpoint(good, str(tmp_path / "empty"), tmp_path / "out", **OPTS)
+
+
+def test_evaluate_command_adds_the_quality_benchmark_and_its_report(tmp_path, capsys):
+    """At the shard builder's rate, a master checkpoint also gets the decibel benchmark."""
+    shards = str(tmp_path / "shards")
+    for split, n in (("train", 8), ("test", 2)):
+        write_test_shards(shards, n, 4, split=split, seconds=1.5, sample_rate=44100, seed=len(split))
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", task="master")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--shards", shards, "--out", str(out),
+                 "--segment-seconds", "1.0", "--perturbations", "2", "--quality-windows", "2",
+                 "--quality-seconds", "1.0"]) == 0
+    printed = capsys.readouterr().out
+    quality = json.loads((out / "metrics.json").read_text())["quality"]
+    assert set(quality["strengths"]) == {"3", "6", "12"}
+    assert quality["strengths"]["6"]["input"]["eq_shape_db"]["ratio"] == 1.0
+    assert "do no harm" in printed and "matcher" in printed
+    report = (out / "report.md").read_text()
+    assert "Correction quality in decibels" in report
+    assert (out / "quality_eq_examples.png").stat().st_size > 0 and (out / "quality_error_by_group.png").exists()
+
+
+def test_quality_benchmark_refuses_low_rate_shards_with_a_clear_message(shards, tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", task="master")
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--shards", shards, "--out", str(tmp_path / "e"),
+                 "--segment-seconds", str(SEG)]) == 2
+    err = capsys.readouterr().err
+    assert f"holds audio at {SR} Hz" in err and ">= 36000 Hz" in err

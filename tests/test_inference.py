@@ -112,11 +112,18 @@ def test_mix_renders_every_stem_and_its_settings_reproduce_it(models):
 
 
 def test_default_model_resolution(tmp_path, monkeypatch, models):
-    monkeypatch.setenv("MIXSCALE_HOME", str(tmp_path))
-    with pytest.raises(MixscaleError, match=r"no master model.*mixscale quickstart"):
+    """Given path, else this machine's installed default, else the packaged one, else a clear error."""
+    import mixscale.inference as inference
+
+    monkeypatch.setenv("MIXSCALE_HOME", str(tmp_path / "home"))
+    packaged = tmp_path / "packaged"
+    monkeypatch.setattr(inference, "PACKAGED_MODELS", packaged)
+    with pytest.raises(MixscaleError, match=r"no master model.*none packaged.*mixscale quickstart --install"):
         resolve_model_path(None, "master")
+    tiny_checkpoint(packaged / "master")
+    assert resolve_model_path(None, "master") == packaged / "master"
     target = default_model_path("master")
-    assert target == tmp_path / "models" / "master"
+    assert target == tmp_path / "home" / "models" / "master"
     tiny_checkpoint(target)
     assert resolve_model_path(None, "master") == target
     assert resolve_model_path(models["single"], "master") == models["single"]
@@ -158,10 +165,15 @@ def test_master_command_writes_settings_that_render_reproduces(capfd, models, so
     assert np.abs(a - b).max() <= LSB
 
 
-def test_master_uses_the_default_model(capfd, song, tmp_path, monkeypatch):
+def test_master_uses_the_packaged_model_then_an_installed_one(capfd, song, tmp_path, monkeypatch):
+    """A fresh install masters with the model that ships in the package; an installed default
+    (`mixscale quickstart --install`) takes its place."""
+    from mixscale.inference import PACKAGED_MODELS
+
     monkeypatch.setenv("MIXSCALE_HOME", str(tmp_path))
-    status, _, err = run(capfd, "master", song, "--out", tmp_path / "m.wav")
-    assert status == 2 and "run `mixscale quickstart`" in err
+    status, stdout, err = run(capfd, "master", song, "--out", tmp_path / "m.wav")
+    assert status == 0, err
+    assert f"model {PACKAGED_MODELS / 'master'}" in stdout
     tiny_ensemble_checkpoint(default_model_path("master"))
     status, stdout, err = run(capfd, "master", song, "--out", tmp_path / "m.wav")
     assert status == 0, err

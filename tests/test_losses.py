@@ -179,7 +179,7 @@ def test_combined_loss_audio_term_is_smallest_at_the_true_correction():
     at_neutral = loss(_outputs(neutral.expand(3, -1).clone(), 3), batch)
     assert at_target["settings"].item() == 0.0
     assert at_target["stft"] < 0.5 * at_neutral["stft"]
-    assert set(at_target) == {"settings", "genre", "stft", "total"}
+    assert set(at_target) == {"settings", "genre", "curve", "stft", "total"}
     w = loss.config
     total = (w.settings_weight * at_neutral["settings"] + w.genre_weight * at_neutral["genre"]
              + w.stft_weight * at_neutral["stft"])
@@ -225,3 +225,38 @@ def test_loss_config_validation_names_fields():
         LossConfig(settings_weight=0.0, genre_weight=0.0, stft_weight=0.0)
     with pytest.raises(MixscaleError, match="task"):
         CombinedLoss(LossConfig(), "stems", SR)
+
+
+def test_curve_term_is_zero_at_the_target_and_matches_the_closed_form():
+    """The curve term: 0 for the target itself and for a prediction that differs only in level
+    (the input gain); for a peak band moved by +3 dB, the mean |shape error| of that peak's
+    closed-form response; it has gradients toward the target."""
+    from mixscale.fx.eq import eq_curve_db
+    from mixscale.features.spectrum import CURVE_GRID_HZ
+    from mixscale.losses.total import curve_error
+
+    pair = make_master_pair(clips(4), SR, torch.Generator().manual_seed(3))
+    target = pair["target"].double()
+    assert curve_error(target, target).abs().max() < 1e-9
+    names = schema.names("master")
+    louder = target.clone()
+    louder[:, names.index("input.gain_db")] += 0.1
+    assert curve_error(louder, target).abs().max() < 1e-9
+    moved = target.clone()
+    band = schema.param("master", "eq.peak2.gain_db")
+    moved[:, names.index("eq.peak2.gain_db")] += 3.0 / (band.max - band.min)
+    # Biquads multiply: moving one band adds exactly that band's response change in dB.
+    settings = schema.from_normalized(target, "master")
+    peak = {k: v for k, v in settings.items() if k.startswith("eq.peak2.")}
+    before = eq_curve_db(peak, 44100, CURVE_GRID_HZ)
+    after = eq_curve_db({**peak, "eq.peak2.gain_db": peak["eq.peak2.gain_db"] + 3.0}, 44100, CURVE_GRID_HZ)
+    diff = after - before
+    expected = (diff - diff.mean(-1, keepdim=True)).abs().mean(-1)
+    assert torch.allclose(curve_error(moved, target), expected, atol=1e-6) and (expected > 0.1).all()
+    loss = CombinedLoss(LossConfig(settings_weight=0.0, genre_weight=0.0, stft_weight=0.0, curve_weight=1.0),
+                        "master", SR)
+    pred = torch.full_like(target, 0.5, requires_grad=True)
+    out = {"settings": pred, "genre_logits": torch.zeros(4, 3)}
+    terms = loss(out, pair)
+    terms["total"].backward()
+    assert terms["curve"] > 0 and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0

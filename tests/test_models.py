@@ -94,7 +94,7 @@ def test_mix_contract_for_every_arch(arch):
 
 def test_unknown_arch_names_it_and_the_known_ones():
     for build in (build_model, build_encoder):
-        with pytest.raises(ValueError, match=r"'transformerz'.*known archs: ast, cnn, crnn, mlp, rescnn"):
+        with pytest.raises(ValueError, match=r"'transformerz'.*known archs: ast, bandcnn, bandmlp, cnn, crnn, mlp, rescnn"):
             build(ModelConfig(arch="transformerz"))
 
 
@@ -132,6 +132,18 @@ def test_settings_head_saturates_inside_the_unit_range():
     assert float(s.min()) == 0.0 and float(s.max()) == 1.0  # saturated, and still in range
     # Each schema group has its own sub-head, and outputs come back in schema order.
     assert set(head.heads) == set(schema.group_slices("master"))
+
+
+def test_settings_head_proposes_defaults_where_audio_says_nothing():
+    """Knee, makeup, attack, release and the limiter are never learned: every head (any chain,
+    any weights, any input) proposes their schema defaults, exactly."""
+    for chain in ("master", "stem"):
+        head = SettingsHead(chain, 8, 16, 0.0)
+        s = schema.from_normalized(head(torch.randn(5, 8, generator=torch.Generator().manual_seed(1))).detach(), chain)
+        fixed = [p for p in schema.params(chain) if p.name in schema.NOT_FROM_AUDIO]
+        assert fixed and all(torch.allclose(s[p.name], torch.full((5,), p.default), rtol=1e-5) for p in fixed)
+        free = [p.name for p in schema.params(chain) if p.name not in schema.NOT_FROM_AUDIO]
+        assert any(s[n].std() > 0 for n in free)  # the rest still comes from the network
 
 
 # ------------------------------------------------------------------ heads

@@ -7,12 +7,13 @@ Each step is the command a user would type, printed before it runs:
 3. ``mixscale train`` once per ensemble member (default: ``cnn`` and ``mlp``, two different
    architectures: a spectrogram CNN and the descriptor MLP), each on Ray Train with 2
    workers, plus a ``mix`` model (runs under DIR/runs);
-4. the members become one ensemble checkpoint, installed with the mix model as the default
-   models (``mixscale.inference.default_model_path``: where ``--model``, ``mixscale serve``
-   and the tests look);
+4. the members become one ensemble checkpoint, written with the mix model to DIR/models;
+   with ``--install`` they also become the default models of this machine
+   (``mixscale.inference.default_model_path``, which takes precedence over the model
+   packaged with mixscale); without it the packaged default stays in use;
 5. ``mixscale evaluate`` of the ensemble and of each member on the held-out test split
    (DIR/eval/<name>/report.md);
-6. ``mixscale master`` of a test song with the new default model.
+6. ``mixscale master`` of a test song with the new ensemble.
 
 It ends with the headline figures and where the report is.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 ORDER = 90
 MEMBERS = ("cnn", "mlp")
@@ -36,10 +36,10 @@ def register(subparsers) -> None:
         help="synth -> shards -> train 2 ensemble members and a mix model -> evaluate -> report, on a local Ray",
         description="Build the default models from scratch on the embedded synthetic corpus: write the corpus, "
         "shard it, train two ensemble members of different architectures and a mix model on Ray Train "
-        "(2 workers each, a local Ray unless --address), install them as the default models "
-        "($MIXSCALE_HOME/models, ~/.mixscale by default), evaluate them on the held-out test split, master "
-        "a test song, and print the headline figures and where the report is. About 10 minutes on 2 CPU "
-        "cores with the defaults.",
+        "(2 workers each, a local Ray unless --address), write them to OUT/models (with --install also as "
+        "this machine's default models, $MIXSCALE_HOME/models, ~/.mixscale by default, in place of the "
+        "packaged model), evaluate them on the held-out test split, master a test song, and print the "
+        "headline figures and where the report is. About 10 minutes on 2 CPU cores with the defaults.",
     )
     p.add_argument("--out", default="mixscale-quickstart", metavar="DIR",
                    help="working folder (default: ./mixscale-quickstart)")
@@ -54,6 +54,9 @@ def register(subparsers) -> None:
                    help=f"architectures of the ensemble members (default: {','.join(MEMBERS)})")
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers per model (default: 2)")
     p.add_argument("--no-mix", action="store_true", help="skip the mix model")
+    p.add_argument("--install", action="store_true",
+                   help="also install the models as this machine's defaults ($MIXSCALE_HOME/models), in place of "
+                   "the model packaged with mixscale")
     p.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else a local Ray)")
     p.set_defaults(func=run)
 
@@ -61,24 +64,22 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import ray
 
+    from mixscale.cli._pipeline import install_ensemble, parse_members, replace_dir, step, train_model
     from mixscale.cli.main import main
-    from mixscale.errors import MixscaleError
     from mixscale.inference import default_model_path
     from mixscale.train.ray_train import ensure_ray
 
-    members = [m.strip() for m in args.members.split(",") if m.strip()]
-    if not members:
-        raise MixscaleError(f"--members = {args.members!r} names no architecture")
+    members = parse_members(args.members)
     out = os.path.abspath(args.out)
     corpus, shards, runs = (os.path.join(out, d) for d in ("synth", "shards", "runs"))
-    status = _step(main, ["synth", "--out", corpus, "--songs", str(args.songs), "--seconds", f"{args.seconds:g}",
+    status = step(main, ["synth", "--out", corpus, "--songs", str(args.songs), "--seconds", f"{args.seconds:g}",
                           "--seed", str(args.seed)])
     if status:
         return status
 
     connected = ensure_ray(args.address)  # one Ray for sharding and every training run
     try:
-        status = _step(main, ["shards", "build", "--corpus", "synth", "--root", corpus, "--out", shards,
+        status = step(main, ["shards", "build", "--corpus", "synth", "--root", corpus, "--out", shards,
                               "--overwrite"])
         if status:
             return status
@@ -87,10 +88,10 @@ def run(args) -> int:
                   "scaling.cpus_per_worker=1", *(BUDGET if quick else ())]
         trained = {}
         for arch in members:
-            trained[arch] = _train(main, args.config, [*common, f"model.arch={arch}", f"run.name=master-{arch}",
+            trained[arch] = train_model(main, args.config, [*common, f"model.arch={arch}", f"run.name=master-{arch}",
                                                        *args.overrides])
         if not args.no_mix:
-            trained["mix"] = _train(main, args.config, [*common, "model.task=mix", "run.name=mix-cnn",
+            trained["mix"] = train_model(main, args.config, [*common, "model.task=mix", "run.name=mix-cnn",
                                                         *args.overrides])
     finally:
         if connected:
@@ -98,84 +99,31 @@ def run(args) -> int:
     if any(path is None for path in trained.values()):
         return 1
 
-    master_dir = _install_ensemble([trained[a] for a in members], default_model_path("master"))
-    print(f"\ninstalled the {len(members)}-member ensemble ({', '.join(members)}) as the default master model: "
-          f"{master_dir}")
+    models = os.path.join(out, "models")
+    master_dir = install_ensemble([trained[a] for a in members], os.path.join(models, "master"))
+    print(f"\nwrote the {len(members)}-member ensemble ({', '.join(members)}): {master_dir}")
     if not args.no_mix:
-        mix_dir = default_model_path("mix")
-        _replace_dir(trained["mix"], mix_dir)
-        print(f"installed the mix model as the default mix model: {mix_dir}")
+        replace_dir(trained["mix"], os.path.join(models, "mix"))
+        print(f"wrote the mix model: {os.path.join(models, 'mix')}")
+    if args.install:
+        for task in ("master",) + (() if args.no_mix else ("mix",)):
+            replace_dir(os.path.join(models, task), default_model_path(task))
+            print(f"installed the {task} model as this machine's default: {default_model_path(task)}")
 
     evaluations = {"ensemble": str(master_dir), **{a: trained[a] for a in members}}
     split = _held_out_split(shards)
     for name, checkpoint in evaluations.items():
-        status = _step(main, ["evaluate", "--checkpoint", checkpoint, "--shards", shards, "--split", split,
-                              "--out", os.path.join(out, "eval", name)])
+        status = step(main, ["evaluate", "--checkpoint", checkpoint, "--shards", shards, "--split", split,
+                              "--out", os.path.join(out, "eval", name),
+                              "--quality-seconds", f"{min(10.0, args.seconds * 0.9):g}"])
         if status:
             return status
     song = _a_test_song(corpus)
-    status = _step(main, ["master", song, "--out", os.path.join(out, "song.master.wav")])
+    status = step(main, ["master", song, "--model", str(master_dir), "--out", os.path.join(out, "song.master.wav")])
     if status:
         return status
-    _print_summary(out, list(evaluations), split)
+    _print_summary(out, list(evaluations), split, models, args.install)
     return 0
-
-
-def _step(main, argv: list[str]) -> int:
-    print(f"\n$ mixscale {' '.join(argv)}", flush=True)
-    return main(argv)
-
-
-def _train(main, config: str, overrides: list[str]) -> str | None:
-    """Train one model with ``mixscale train --json``; the URL of its best model."""
-    import contextlib
-    import io
-    import sys
-
-    argv = ["train", "--config", config, *(a for o in overrides for a in ("--set", o)), "--json"]
-    print(f"\n$ mixscale {' '.join(argv)}", flush=True)
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
-        status = main(argv)
-    if status:
-        return None
-    summary = json.loads(captured.getvalue().strip().splitlines()[-1])
-    return summary["best_model"]
-
-
-class _Tee:
-    """Write to several streams (progress stays visible while the JSON summary is kept)."""
-
-    def __init__(self, *streams):
-        self.streams = streams
-
-    def write(self, text):
-        for s in self.streams:
-            s.write(text)
-        return len(text)
-
-    def flush(self):
-        for s in self.streams:
-            s.flush()
-
-
-def _replace_dir(source: str, target) -> None:
-    """Copy a checkpoint folder over ``target`` (made anew)."""
-    if os.path.exists(target):
-        shutil.rmtree(target)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.copytree(source, target)
-
-
-def _install_ensemble(member_dirs: list[str], target):
-    """One ensemble checkpoint of the members, weighted equally, at ``target``."""
-    from mixscale.models import Ensemble, load_checkpoint, read_meta, save_checkpoint
-
-    models = [load_checkpoint(d) for d in member_dirs]
-    extra = {"members_from": member_dirs, "member_metrics": [read_meta(d).get("extra", {}) for d in member_dirs]}
-    if os.path.exists(target):
-        shutil.rmtree(target)
-    return save_checkpoint(Ensemble(models), target, extra=extra)
 
 
 def _held_out_split(shards: str) -> str:
@@ -198,10 +146,14 @@ def _a_test_song(corpus: str) -> str:
     return tracks[0].mix
 
 
-def _print_summary(out: str, names: list[str], split: str) -> None:
+def _print_summary(out: str, names: list[str], split: str, models: str, installed: bool) -> None:
     from mixscale.evaluate.report import headline_table
 
     print(f"\nheadline figures on the held-out {split} split (mixscale evaluate):")
     print(headline_table({n: json.load(open(os.path.join(out, "eval", n, "metrics.json"))) for n in names}))
     print(f"\nreports: {', '.join(os.path.join(out, 'eval', n, 'report.md') for n in names)}")
-    print("next: `mixscale master song.wav --out song.master.wav` uses the default model installed above")
+    if installed:
+        print("next: `mixscale master song.wav --out song.master.wav` uses the models installed above")
+    else:
+        print(f"next: `mixscale master song.wav --model {os.path.join(models, 'master')} --out song.master.wav` "
+              f"uses these models (`mixscale master` alone uses the packaged default; --install replaces it)")

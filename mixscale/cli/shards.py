@@ -29,7 +29,7 @@ def register(subparsers) -> None:
         "that cannot be decoded are skipped and listed. Rerunning resumes an unfinished build; "
         "a complete one is refused unless --overwrite.",
     )
-    b.add_argument("--corpus", help="corpus name: synth, musdb18hq, musdb18, medleydb, fma, gtzan, audioset, annotated")
+    b.add_argument("--corpus", help="corpus name: synth, musdb18hq, musdb18, medleydb, fma, gtzan, audioset, annotated, debian-music")
     b.add_argument("--root", metavar="DIR", help="the corpus root folder, in its distributed layout")
     b.add_argument("--manifest", metavar="FILE", help="a manifest JSONL to pack instead of scanning --root")
     b.add_argument("--out", required=True, metavar="DIR", help="output folder or fsspec URL")

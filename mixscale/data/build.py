@@ -199,6 +199,9 @@ def load_track(track: Track) -> tuple[torch.Tensor, torch.Tensor | None, list[st
 
     MUSDB18 ``.stem.mp4`` tracks (``extra["stem_mp4"]``) read their streams by
     index (``extra["stream_index"]`` maps role -> audio stream, "mixture" included).
+    A track without a mix gets the sum of its stems; where that sum (or a stem)
+    would exceed full scale, the stems are first scaled down together, so that the
+    mix is still their sum and nothing clips in the shard.
     Raises ``_Skip`` naming the file that failed.
     """
     roles = list(track.stems)
@@ -222,8 +225,13 @@ def load_track(track: Track) -> tuple[torch.Tensor, torch.Tensor | None, list[st
     n = min(lengths)
     stems = torch.stack([p[:, :n] for p in parts])
     from_stems = mix is None
-    mix = stems.sum(0) if from_stems else mix[:, :n]
-    return mix, stems, roles, from_stems
+    if not from_stems:
+        return mix[:, :n], stems, roles, from_stems
+    # Shards hold [-1, 1] (FLAC): a sum of loud stems would clip there. Scaling the stems keeps the mix their sum.
+    peak = max(float(stems.sum(0).abs().max()), float(stems.abs().max()))
+    if peak > 1.0:
+        stems = stems / peak
+    return stems.sum(0), stems, roles, from_stems
 
 
 def _sample_meta(track: Track, roles: list[str], from_stems: bool, segment: int, start: int, stop: int) -> dict[str, Any]:

@@ -59,7 +59,7 @@ import re
 import tarfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import fsspec
@@ -106,6 +106,8 @@ LAZY_SUFFIX = ".flac"
 # Members WebDataset treats as metadata, not samples ("__name__" at any level).
 TAR_SKIP = re.compile(r"__[^/]*__($|/)")
 
+# pair_fn(audio, [stem_mask,] sample_rate, generator, strength=..., level_db=(B,) when
+# augment.gain is on) -> the batch's pair dict (``mixscale.data.pairs``).
 PairFn = Callable[..., dict]
 BatchFn = Callable[[dict], dict]
 
@@ -661,11 +663,15 @@ class BatchMaker:
         self, audio: list[np.ndarray], items: list[Item], chosen: list[list[int]], plan: WavePlan, length: int, gen
     ) -> dict[str, Any]:
         cfg, aug = self.cfg, self.cfg.augment.any_waveform
+        # Level augmentation is part of the perturbation (x_in and the input-gain target move
+        # together), so the pair function applies it, not the reference's waveform.
+        level = {"level_db": 20.0 * torch.log10(plan.gain)} if cfg.augment.gain else {}
+        plan = replace(plan, gain=torch.ones_like(plan.gain))
         if cfg.chain == "master":
             x = torch.from_numpy(np.concatenate(audio, axis=0))  # (B, 2, T')
             if aug:
                 x = augment_waveform(x, plan, self.sr, gen, length=length)
-            return dict(self.pair_fn(x[..., :length], self.sr, gen, strength=cfg.pair_strength))
+            return dict(self.pair_fn(x[..., :length], self.sr, gen, strength=cfg.pair_strength, **level))
         s = max(a.shape[0] for a in audio)
         stems = torch.zeros(len(audio), s, 2, audio[0].shape[-1])
         mask = torch.zeros(len(audio), s, dtype=torch.bool)
@@ -674,7 +680,7 @@ class BatchMaker:
             mask[b, : a.shape[0]] = True
         if aug:
             stems = augment_waveform(stems, plan, self.sr, gen, length=length)
-        out = dict(self.pair_fn(stems[..., :length], mask, self.sr, gen, strength=cfg.pair_strength))
+        out = dict(self.pair_fn(stems[..., :length], mask, self.sr, gen, strength=cfg.pair_strength, **level))
         roles = [list(it.meta.get("stems") or []) for it in items]
         out["stems"] = [[r[i] for i in c] for r, c in zip(roles, chosen)]
         return out
@@ -697,16 +703,26 @@ def default_pair_fn(chain: str) -> PairFn:
     return pairs.make_master_pair if chain == "master" else pairs.make_mix_pair
 
 
-def reference_pair_master(x_ref: torch.Tensor, sample_rate: int, generator: torch.Generator, strength: float = 1.0) -> dict:
-    """No perturbation: x_in is x_ref (B, 2, T). For decode-only measurements and tests."""
-    return {"x_in": x_ref, "x_ref": x_ref}
+def _level(x: torch.Tensor, level_db: torch.Tensor | None) -> torch.Tensor:
+    if level_db is None:
+        return x
+    return x * (10.0 ** (level_db.to(x.dtype) / 20.0)).reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+def reference_pair_master(x_ref: torch.Tensor, sample_rate: int, generator: torch.Generator, strength: float = 1.0,
+                          level_db: torch.Tensor | None = None) -> dict:
+    """No perturbation but the level augmentation ``level_db`` (B,): x_in is x_ref (B, 2, T) at
+    that level. For decode-only measurements, benchmarks and tests."""
+    return {"x_in": _level(x_ref, level_db), "x_ref": x_ref}
 
 
 def reference_pair_mix(
-    stems_ref: torch.Tensor, stem_mask: torch.Tensor, sample_rate: int, generator: torch.Generator, strength: float = 1.0
+    stems_ref: torch.Tensor, stem_mask: torch.Tensor, sample_rate: int, generator: torch.Generator, strength: float = 1.0,
+    level_db: torch.Tensor | None = None,
 ) -> dict:
-    """No perturbation: stems_in is stems_ref (B, S, 2, T); x_ref is their sum (B, 2, T)."""
-    return {"stems_in": stems_ref, "stem_mask": stem_mask, "x_ref": stems_ref.sum(dim=1)}
+    """No perturbation but the level augmentation: stems_in is stems_ref (B, S, 2, T) at
+    ``level_db``; x_ref is the sum of the reference stems (B, 2, T)."""
+    return {"stems_in": _level(stems_ref, level_db), "stem_mask": stem_mask, "x_ref": stems_ref.sum(dim=1)}
 
 
 def reference_pair_fn(chain: str) -> PairFn:

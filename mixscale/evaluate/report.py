@@ -28,7 +28,8 @@ COLUMNS = (("settings_mae", "settings MAE", 4), ("genre_accuracy", "genre acc", 
            ("genre_macro_f1", "genre macro-F1", 3), ("mr_stft", "MR-STFT", 4), ("lufs_error", "LUFS err (LU)", 2),
            ("fad", "FAD", 3))
 FILES = {"curves": "training_curves.png", "confusion": "genre_confusion.png",
-         "groups": "settings_error_by_group.png", "eq": "eq_examples.png"}
+         "groups": "settings_error_by_group.png", "eq": "eq_examples.png",
+         "quality_eq": "quality_eq_examples.png", "quality_groups": "quality_error_by_group.png"}
 
 
 def _fmt(value, digits: int) -> str:
@@ -162,14 +163,9 @@ def plot_groups(metrics: Mapping[str, Any], path: Path) -> Path | None:
 
 def eq_curve(settings: Mapping[str, float], sample_rate: int, freqs_hz) -> np.ndarray:
     """Magnitude response in dB of the EQ in ``settings`` (physical values by schema name) at freqs (K,)."""
-    import torch
+    from mixscale.fx.eq import eq_curve_db
 
-    from mixscale.fx.chain import effect_kwargs
-    from mixscale.fx.eq import eq_response_db
-
-    kwargs = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in effect_kwargs(settings, "eq.").items()}
-    f = torch.as_tensor(np.asarray(freqs_hz), dtype=torch.float64)
-    return eq_response_db(sample_rate, f, **kwargs)[0].numpy()
+    return eq_curve_db({k: float(v) for k, v in settings.items()}, sample_rate, np.asarray(freqs_hz))[0].numpy()
 
 
 def plot_eq_examples(examples: Sequence[Mapping[str, Any]], sample_rate: int, path: Path) -> Path | None:
@@ -199,6 +195,89 @@ def plot_eq_examples(examples: Sequence[Mapping[str, Any]], sample_rate: int, pa
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_quality_examples(examples: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
+    """The quality benchmark's example windows: the ideal corrective curve and each system's."""
+    if not examples:
+        return None
+    plt = _pyplot()
+    cols = min(len(examples), 4)
+    fig, axes = plt.subplots(1, cols, figsize=(3.8 * cols, 3.0), squeeze=False)
+    for ax, ex in zip(axes.flat, examples):
+        ax.semilogx(ex["grid_hz"], ex["ideal"], color="black", lw=2, label="ideal")
+        for name, curve in ex["systems"].items():
+            ax.semilogx(ex["grid_hz"], curve, lw=1, label=name, ls="--" if name.startswith(("matcher", "ridge")) else "-")
+        ax.set_title(f"{ex['track_id'][-40:]} (±{ex['strength_db']:g} dB)", fontsize=7)
+        ax.set_xlabel("Hz")
+        ax.set_ylabel("dB")
+        ax.grid(alpha=0.3, which="both")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle("corrective EQ on held-out music: proposed against ideal", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_quality_groups(quality: Mapping[str, Any], path: Path) -> Path | None:
+    """Identifiable-settings error by group, per strength, of the model(s) and predict-the-mean."""
+    from mixscale.evaluate.quality import IDENTIFIABLE_GROUPS
+
+    plt = _pyplot()
+    strengths = list(quality["strengths"])
+    systems = [n for n in quality["strengths"][strengths[0]] if n not in ("input", "matcher", "ridge", "ridge_alpha")
+               and not n.startswith("matcher_")]
+    fig, axes = plt.subplots(1, len(strengths), figsize=(4.2 * len(strengths), 3.0), squeeze=False)
+    for ax, strength in zip(axes.flat, strengths):
+        block = quality["strengths"][strength]
+        for i, name in enumerate(systems):
+            values = [(block[name].get(f"mae_{g}") or {}).get("mean") or 0.0 for g in IDENTIFIABLE_GROUPS]
+            ax.bar([j + 0.8 * i / len(systems) for j in range(len(IDENTIFIABLE_GROUPS))], values,
+                   width=0.8 / len(systems), label=name)
+        ax.set_xticks(range(len(IDENTIFIABLE_GROUPS)), IDENTIFIABLE_GROUPS)
+        ax.set_title(f"±{strength} dB", fontsize=9)
+        ax.set_ylabel("normalized MAE")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _quality_blocks(q: Mapping[str, Any], plots: Mapping[str, Path | None]) -> list[tuple]:
+    from mixscale.evaluate.quality import MASTER_CEILING_DBTP, MASTER_TARGET_LUFS, TABLE_COLUMNS, _cell
+
+    d = q["data"]
+    b: list[tuple] = [("h2", "Correction quality in decibels"),
+                      ("p", f"`mixscale.evaluate.quality` on split `{d['split']}`: {d['windows']} windows of "
+                            f"{d['window_seconds']:g} s from {d['tracks']} tracks, {d['perturbations']} fixed-seed "
+                            f"perturbations each per strength. Mean [95% interval over tracks]; the EQ shape error "
+                            f"also as a ratio to the uncorrected input's. Baselines from {d['train_windows']} "
+                            f"windows of {d['train_tracks']} training tracks.")]
+    for strength, systems in q["strengths"].items():
+        rows = []
+        for name, row in systems.items():
+            if name == "ridge_alpha" or name.startswith("matcher_"):
+                continue
+            label = f"matcher ({row['config']})" if name == "matcher" else name
+            rows.append([label] + [_cell(row.get(key), 3, ratio) for key, _, ratio in TABLE_COLUMNS])
+        b.append(("p", f"±{strength} dB perturbations:"))
+        b.append(("table", ["system"] + [title for _, title, _ in TABLE_COLUMNS], rows))
+    b.append(("p", "Do no harm: the RMS (dB, mean removed) of the correction each system proposes for the "
+                   "unperturbed windows."))
+    b.append(("table", ["system", "dB"], [[n, _cell(f, 3)] for n, f in q["do_no_harm_db"].items()]))
+    if q.get("master"):
+        b.append(("p", f"After `master` ({MASTER_TARGET_LUFS:g} LUFS, {MASTER_CEILING_DBTP:g} dBTP), one ±6 dB "
+                       f"perturbation per window:"))
+        b.append(("table", ["system", "|LUFS error|", "max", "true peak max re ceiling (dB)", "items over"],
+                  [[n, _cell(f["lufs_error"], 3), _fmt(f["lufs_error_max"], 3),
+                    _fmt(f["true_peak_max_over_ceiling_db"], 3), str(f["items_over_ceiling"])]
+                   for n, f in q["master"].items()]))
+    for key, alt in (("quality_eq", "corrective EQ examples"), ("quality_groups", "error by group")):
+        if plots.get(key):
+            b.append(("img", plots[key].name, alt))
+    return b
 
 
 # ---------------------------------------------------------------- the document
@@ -246,6 +325,8 @@ def _blocks(metrics: Mapping[str, Any], plots: Mapping[str, Path | None], histor
         b.append(("img", plots["eq"].name, "EQ examples"))
     else:
         b.append(("p", "No examples were asked for."))
+    if metrics.get("quality"):
+        b += _quality_blocks(metrics["quality"], plots)
     b.append(("h2", "Fréchet audio distance"))
     emb = metrics.get("fad_embedding")
     if emb:
@@ -328,6 +409,9 @@ def write_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike,
         "groups": plot_groups(metrics, out / FILES["groups"]),
         "eq": plot_eq_examples(metrics.get("examples") or [], metrics["data"]["sample_rate"], out / FILES["eq"]),
     }
+    if metrics.get("quality"):
+        plots["quality_eq"] = plot_quality_examples(metrics["quality"].get("examples") or [], out / FILES["quality_eq"])
+        plots["quality_groups"] = plot_quality_groups(metrics["quality"], out / FILES["quality_groups"])
     blocks = _blocks(metrics, plots, history)
     paths = {k: v for k, v in plots.items() if v is not None}
     paths["markdown"] = out / "report.md"

@@ -62,6 +62,7 @@ from mixscale.data import shard_format as fmt
 from mixscale.data.reader import list_shards, make_dataloader
 from mixscale.errors import CorpusError, MixscaleError
 from mixscale.evaluate.fad import build_embedding
+from mixscale.evaluate.quality import QualityConfig  # noqa: F401  (the type of ``quality``)
 from mixscale.evaluate.metrics import PooledMean, RunningMean, accuracy, confusion_matrix, embedding_distance, macro_f1
 from mixscale.fx.loudness import integrated_loudness
 from mixscale.genres import GENRE_INDEX, GENRES
@@ -306,13 +307,15 @@ def evaluate_model(model, shards: str, split: str = "test", *, out_dir: str | os
                    given_genre: bool = False, mean_items: int | None = 1024, device: str | torch.device = "cpu",
                    storage_options: Mapping[str, Any] | None = None, history: list[dict] | None = None,
                    history_source: str | None = None, checkpoint: str | None = None,
-                   progress: bool = False) -> dict[str, Any]:
+                   quality: "QualityConfig | None" = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` on ``split`` of ``shards`` (a folder or fsspec URL); returns the metrics.
 
     With ``out_dir``, also writes ``metrics.json``, ``report.md``, ``report.html`` and the
     plots there. See the module docstring for the systems and the data. max_items: stop
     after this many items (None: the whole split); mean_items: items of the train split
-    read for the mean baseline (None: all). Raises ``CorpusError`` naming the split when
+    read for the mean baseline (None: all). quality: with a ``QualityConfig``, a master model
+    is also scored by the decibel benchmark (``mixscale.evaluate.quality``) on the same split,
+    in ``metrics["quality"]``. Raises ``CorpusError`` naming the split when
     the shards lack it, ``MixscaleError`` for a bad option.
     """
     started = time.perf_counter()
@@ -324,6 +327,10 @@ def evaluate_model(model, shards: str, split: str = "test", *, out_dir: str | os
             raise MixscaleError(f"evaluate: {name} = {value} must be >= 1 (or None for all)")
     if examples < 0:
         raise MixscaleError(f"evaluate: examples = {examples} must be >= 0")
+    if quality is not None and task == "master":
+        from mixscale.evaluate.quality import check_shards
+
+        check_shards(shards, storage_options)  # before the long work: the rate and the train split
     device = torch.device(device)
     if hasattr(model, "to"):
         model = model.to(device)
@@ -413,6 +420,12 @@ def evaluate_model(model, shards: str, split: str = "test", *, out_dir: str | os
         "history": history_source,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if quality is not None and task == "master":
+        from mixscale.evaluate.quality import run_quality
+
+        metrics["quality"] = run_quality({"model": model}, shards, split, quality, storage_options=storage_options,
+                                         progress=progress)
+    metrics["seconds"] = round(time.perf_counter() - started, 3)
     if out_dir is not None:
         from mixscale.evaluate.report import write_report
 

@@ -8,9 +8,11 @@ Shapes: x (B, C, T); every parameter a tensor (B,).
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import torch
 
+from mixscale import schema
 from mixscale.fx.biquad import biquad_cascade, rbj_coefficients, response_at
 
 SHELF_Q = 1.0 / math.sqrt(2.0)
@@ -38,9 +40,24 @@ def parametric_eq(x: torch.Tensor, sample_rate: int, **p: torch.Tensor) -> torch
 
 
 def eq_response_db(sample_rate: int, freqs_hz: torch.Tensor, **p: torch.Tensor) -> torch.Tensor:
-    """Magnitude response in dB of the EQ at freqs_hz (K,): (B, K). Used for plots and tests."""
+    """Magnitude response in dB of the EQ at freqs_hz (K,): (B, K). Closed form, differentiable."""
     H = None
     for b, a in eq_coefficients(sample_rate, p):
         h = response_at(b, a, freqs_hz, sample_rate)
         H = h if H is None else H * h
     return 20.0 * torch.log10(H.abs().clamp_min(1e-12))
+
+
+def eq_curve_db(settings: Mapping[str, Any], sample_rate: int, freqs_hz) -> torch.Tensor:
+    """Magnitude response in dB of the EQ in ``settings`` (schema names ``eq.*``, each a float
+    or a (B,) tensor; missing bands are neutral) at freqs_hz (K,): (B, K), float64 unless the
+    settings are float32."""
+    eq = {k: v for k, v in schema.defaults("master").items() if k.startswith("eq.")}
+    eq.update({k: v for k, v in settings.items() if k.startswith("eq.")})
+    values = {k[len("eq."):].replace(".", "_"): v for k, v in eq.items()}
+    like = next((v for v in values.values() if torch.is_tensor(v)), None)
+    dtype = like.dtype if like is not None and like.is_floating_point() else torch.float64
+    device = like.device if like is not None else None
+    batch = max(torch.as_tensor(v).numel() for v in values.values())
+    kwargs = {k: torch.as_tensor(v, dtype=dtype, device=device).reshape(-1).expand(batch) for k, v in values.items()}
+    return eq_response_db(sample_rate, torch.as_tensor(freqs_hz, dtype=dtype, device=device), **kwargs)

@@ -1,5 +1,11 @@
-"""The training loss: L1 on normalized settings + genre cross-entropy + multi-resolution
-STFT loss of the rendered correction, with configurable weights.
+"""The training loss: L1 on normalized settings + genre cross-entropy + the corrective EQ
+curve in dB + multi-resolution STFT loss of the rendered correction, with configurable weights.
+
+The curve term (``curve_weight``) compares the closed-form magnitude response of the
+predicted master EQ (``fx.eq.eq_curve_db``) with the target's, in dB on
+``features.spectrum.CURVE_GRID_HZ`` (40 Hz to 16 kHz, log-spaced), mean removed: the tonal
+error a listener hears, differentiable, with no audio rendered. It reads ``target`` only, so it serves
+audio pairs and feature-domain pairs alike; for the mix task it scores the master bus.
 
 The audio term renders ``chain(x_in, ĉ)`` with the predicted settings through the
 differentiable chain (``mixscale.fx``) and compares it with ``x_ref``. Training pairs
@@ -24,10 +30,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mixscale import schema
+from mixscale import SAMPLE_RATE, schema
 from mixscale.configs import reject_unknown_fields
 from mixscale.errors import MixscaleError
+from mixscale.features.spectrum import CURVE_GRID_HZ
 from mixscale.fx.chain import complete_settings, master_pre_limiter, stem_chain
+from mixscale.fx.eq import eq_curve_db
 from mixscale.fx.processors import MasterChain, MixChain
 from mixscale.losses.settings import (
     genre_cross_entropy,
@@ -38,7 +46,8 @@ from mixscale.losses.settings import (
 from mixscale.losses.stft import MultiResolutionSTFTLoss, STFTLossConfig
 
 TASKS = ("master", "mix")
-COMPONENTS = ("settings", "genre", "stft")
+COMPONENTS = ("settings", "genre", "curve", "stft")
+CURVE_SCALE_DB = 12.0   # the curve term is the mean |dB error| over the grid divided by this
 
 
 @dataclass
@@ -53,6 +62,7 @@ class LossConfig:
     settings_weight: float = 1.0
     genre_weight: float = 0.2
     stft_weight: float = 0.1
+    curve_weight: float = 0.0
     group_weights: dict[str, float] = field(default_factory=dict)
     label_smoothing: float = 0.0
     audio_items: int = 0
@@ -62,13 +72,13 @@ class LossConfig:
     def __post_init__(self) -> None:
         if isinstance(self.stft, Mapping):
             self.stft = STFTLossConfig(**self.stft)
-        for name in ("settings_weight", "genre_weight", "stft_weight"):
+        for name in ("settings_weight", "genre_weight", "stft_weight", "curve_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0):
                 raise MixscaleError(f"loss config: {name} = {v!r} must be a number >= 0")
-        if self.settings_weight + self.genre_weight + self.stft_weight <= 0:
-            raise MixscaleError("loss config: settings_weight, genre_weight and stft_weight are all 0; "
-                                "at least one must be > 0")
+        if self.settings_weight + self.genre_weight + self.stft_weight + self.curve_weight <= 0:
+            raise MixscaleError("loss config: settings_weight, genre_weight, stft_weight and curve_weight are "
+                                "all 0; at least one must be > 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise MixscaleError(f"loss config: label_smoothing = {self.label_smoothing!r} is out of range; "
                                 "allowed [0, 1)")
@@ -86,6 +96,20 @@ class LossConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "LossConfig":
         reject_unknown_fields(cls, d, "loss config")
         return cls(**d)
+
+
+def eq_curve(u: torch.Tensor) -> torch.Tensor:
+    """(B, K) dB: the master EQ's closed-form response on ``CURVE_GRID_HZ`` from normalized
+    master settings u (B, P). Differentiable."""
+    return eq_curve_db(schema.from_normalized(u, "master"), SAMPLE_RATE, CURVE_GRID_HZ.to(u.device, u.dtype))
+
+
+def curve_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) mean |dB| over the grid between the EQ curves of normalized master settings pred and
+    target (B, P), mean removed: the tonal shape. (The level is the input gain's, scored by the
+    settings term.)"""
+    diff = eq_curve(pred) - eq_curve(target)
+    return (diff - diff.mean(dim=-1, keepdim=True)).abs().mean(dim=-1)
 
 
 def render_correction(task: str, batch: Mapping[str, Any], outputs: Mapping[str, torch.Tensor], sample_rate: int,
@@ -156,11 +180,18 @@ class CombinedLoss(nn.Module):
             terms["settings"] = num / den.clamp_min(1e-12)
         if cfg.genre_weight > 0:
             terms["genre"] = genre_cross_entropy(outputs["genre_logits"], batch["genre"], cfg.label_smoothing)
+        if cfg.curve_weight > 0:
+            terms["curve"] = curve_error(*self._master_pair(outputs, batch)).mean() / CURVE_SCALE_DB
         if cfg.stft_weight > 0:
             terms["stft"] = (self._audio_per_item(outputs, batch) if audio is None else audio).mean()
         terms["total"] = (cfg.settings_weight * terms["settings"] + cfg.genre_weight * terms["genre"]
-                          + cfg.stft_weight * terms["stft"])
+                          + cfg.curve_weight * terms["curve"] + cfg.stft_weight * terms["stft"])
         return terms
+
+    def _master_pair(self, outputs, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.task == "master":
+            return outputs["settings"].float(), batch["target"].float()
+        return outputs["master_settings"].float(), batch["master_target"].float()
 
     @torch.no_grad()
     def evaluate(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]

@@ -37,5 +37,6 @@ class AudioModel(nn.Module):
         return self.config.genre_embed_dim if self.conditioner else 0
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
-        """Audio (N, C, T) -> encoder input: log-mel views (N, K, M, F) or descriptors (N, K)."""
+        """Audio (N, C, T) -> encoder input: log-mel views (N, K, M, F), descriptors (N, K) or
+        mid/side band levels (N, 2, K, F)."""
         return self.front(audio)

@@ -3,7 +3,7 @@
 Configs and Tune pick architectures by name (``ModelConfig.arch``). Every encoder
 meets one contract: ``cls(config)`` is an ``nn.Module`` mapping the features of its
 ``input_kind`` (``"spectrogram"``: log-mel views (B, K, M, F); ``"descriptors"``:
-(B, K)) to an embedding (B, ``config.embed_dim``), which feeds the shared heads.
+(B, K); ``"bands"``: mid/side band levels (B, 2, K, F)) to an embedding (B, ``config.embed_dim``), which feeds the shared heads.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch import nn
 from mixscale.errors import MixscaleError
 from mixscale.models.config import ModelConfig
 from mixscale.models.encoders.ast import ASTEncoder, resolve_pretrained
+from mixscale.models.encoders.bands import BandCNNEncoder, BandMLPEncoder
 from mixscale.models.encoders.cnn import CNNEncoder
 from mixscale.models.encoders.crnn import CRNNEncoder
 from mixscale.models.encoders.frontend import FRONT_ENDS, InputNorm
@@ -27,6 +28,8 @@ ENCODERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "crnn": CRNNEncoder,
     "ast": ASTEncoder,
     "mlp": MLPEncoder,
+    "bandmlp": BandMLPEncoder,
+    "bandcnn": BandCNNEncoder,
 }
 
 # Config resolution before building: fields an encoder reads from elsewhere (a pretrained directory).

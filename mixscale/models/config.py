@@ -151,8 +151,13 @@ class ModelConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "ModelConfig":
-        """``TINY`` sizes (seconds on a CPU) with any field overridden."""
-        return cls.from_dict({**TINY, **overrides})
+        """``TINY`` sizes (seconds on a CPU) with any field overridden; an arch whose front end
+        takes one rate only (``required_sample_rate``, the band models) keeps that rate."""
+        from mixscale.models.builders import encoder_class
+
+        arch = overrides.get("arch", TINY.get("arch", "cnn"))
+        rate = getattr(encoder_class(arch), "required_sample_rate", None)
+        return cls.from_dict({**TINY, **({"sample_rate": rate} if rate else {}), **overrides})
 
 
 __all__ = ["ModelConfig", "TASKS", "TINY"]

@@ -69,6 +69,7 @@ class SettingsHead(nn.Module):
     """Embedding (N, D) [+ genre embedding (N, E)] -> normalized settings (N, P) in [0, 1].
 
     One sub-head per schema group of ``chain``; outputs are placed at the group's columns.
+    Settings that audio does not determine (``schema.NOT_FROM_AUDIO``) are their defaults.
     """
 
     def __init__(self, chain: str, embed_dim: int, hidden: int, dropout: float, genre_dim: int = 0):
@@ -82,6 +83,10 @@ class SettingsHead(nn.Module):
         order = torch.tensor([i for g in self.groups for i in slices[g]])
         self.register_buffer("inverse", torch.argsort(order), persistent=False)
         self.n_settings = len(order)
+        fixed = [i for i, p in enumerate(schema.params(chain)) if p.name in schema.NOT_FROM_AUDIO]
+        defaults = torch.tensor([float(schema.normalize(p, p.default)) for p in schema.params(chain)])
+        self.register_buffer("fixed", torch.tensor(fixed, dtype=torch.long), persistent=False)
+        self.register_buffer("fixed_values", defaults[fixed], persistent=False)
 
     def forward(self, embedding: torch.Tensor, genre_embedding: torch.Tensor | None = None) -> torch.Tensor:
         h = embedding
@@ -90,4 +95,8 @@ class SettingsHead(nn.Module):
                 raise ValueError("this settings head is genre-conditioned: pass a genre embedding")
             h = torch.cat([embedding, genre_embedding], dim=-1)
         out = torch.cat([self.heads[g](h) for g in self.groups], dim=-1)  # grouped order
-        return torch.sigmoid(out[..., self.inverse])                      # schema order
+        settings = torch.sigmoid(out[..., self.inverse])                  # schema order
+        if self.fixed.numel():
+            settings = settings.index_copy(-1, self.fixed, self.fixed_values.to(settings.dtype).expand(
+                *settings.shape[:-1], -1))
+        return settings

@@ -8,9 +8,10 @@ Sections:
 
 * ``versions``: the served model versions. Each names a ``master`` checkpoint (used by
   /v1/analyze and /v1/master) and optionally a ``mix`` checkpoint (/v1/mix); a
-  checkpoint is a model folder or an ensemble folder, ``"default"`` means the one
-  ``mixscale quickstart`` trains (``mixscale.inference.resolve_model_path``), null means
-  the version does not serve that task. A version may override ``members``/``ensembles``.
+  checkpoint is a model folder or an ensemble folder, ``"default"`` means this machine's
+  default (``mixscale quickstart --install``), else the packaged one
+  (``mixscale.inference.resolve_model_path``; a ``mix: default`` with neither is left out
+  with a warning), null means the version does not serve that task. A version may override ``members``/``ensembles``.
 * ``members``: the runtime of each ensemble member's deployment: the model runtime
   (``runtime``: fp32, int8 quantized at load, or onnx from a ``mixscale export --format
   onnx`` folder; see ``mixscale.export``), CPUs/GPUs, torch
@@ -33,6 +34,7 @@ Sections:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -41,6 +43,8 @@ from typing import Any, Mapping
 from mixscale.configs import reject_unknown_fields
 from mixscale.errors import MixscaleError
 from mixscale.export import RUNTIMES
+
+log = logging.getLogger(__name__)
 
 TASKS = ("master", "mix")
 DEFAULT = "default"
@@ -281,7 +285,15 @@ class VersionSpec:
             if path == DEFAULT:
                 from mixscale.inference import resolve_model_path
 
-                path = str(resolve_model_path(None, task))   # built by quickstart, else packaged
+                try:
+                    path = str(resolve_model_path(None, task))   # installed by quickstart, else packaged
+                except MixscaleError:
+                    if task == "master":
+                        raise
+                    # No default mix model is installed or packaged: serve the master task alone.
+                    log.warning("version %s: no default %s model (%s); /v1/%s is not served", self.name, task,
+                                "install one with `mixscale quickstart --install`", task)
+                    path = None
             if path is not None:
                 out[task] = path
         return out

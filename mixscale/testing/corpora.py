@@ -10,6 +10,7 @@ an unreadable metadata file, a broken mp3, an unmapped genre). It returns a
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import subprocess
@@ -511,4 +512,170 @@ def make_synth(root: str | Path, songs: int = 10, sample_rate: int = 8000, secon
         for role, values in stem_settings.items():
             flat.update({f"stems.{role}.{k}": v for k, v in values.items()})
         fixture.settings[song_id] = flat
+    return fixture
+
+
+# ----------------------------------------------------------------------- Debian soundtracks
+
+DEBIAN_MIN_SECONDS = 20.0
+
+
+@dataclass
+class DebianMusicFixture:
+    """Small ``.deb`` files laid out like the packages of ``debian-music``, and what a fetch keeps.
+
+    ``debs``: the folder of ``PKG_VERSION_all.deb`` files. ``versions``: package ->
+    version. ``kept``: package -> {path in the package: (duration_s, sample_rate,
+    channels)} of the music a correct fetch keeps. ``short``: package -> files under
+    20 s. ``skipped``: package -> {path: words of the reason} (undecodable, duplicate).
+    ``not_music``: package -> audio and other files at paths that are not music.
+    ``songs``: Frets on Fire song track id -> {stem role: path in the package}.
+    """
+
+    debs: Path
+    versions: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, dict[str, tuple[float, int, int]]] = field(default_factory=dict)
+    short: Counter = field(default_factory=Counter)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)
+    not_music: dict[str, set[str]] = field(default_factory=dict)
+    songs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def have_dpkg_deb() -> bool:
+    return shutil.which("dpkg-deb") is not None
+
+
+def build_deb(folder: str | Path, package: str, version: str, files: dict[str, bytes | str]) -> Path:
+    """Build ``folder/PACKAGE_VERSION_all.deb`` (as ``apt-get download`` names it) with ``dpkg-deb --build``.
+
+    ``files`` maps paths inside the package to bytes, or to ``"-> TARGET"`` for a symlink.
+    """
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as stage:
+        stage = Path(stage)
+        (stage / "DEBIAN").mkdir()
+        (stage / "DEBIAN" / "control").write_text(
+            f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
+            "Maintainer: mixscale tests <tests@example.org>\nDescription: test package\n", encoding="utf-8")
+        for rel, content in files.items():
+            path = stage / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                path.symlink_to(content.removeprefix("-> "))
+            else:
+                path.write_bytes(content)
+        deb = folder / f"{package}_{version.replace(':', '%3a')}_all.deb"
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-Znone", "--build", str(stage), str(deb)],
+                       check=True, capture_output=True)
+    return deb
+
+
+def _encoded(seconds: float, sample_rate: int, channels: int, freq: float, seed: int, fmt: str = "ogg") -> bytes:
+    """A tone as OGG Vorbis (``ogg``), OGG Opus (``opus``) or 16-bit WAV (``wav``) bytes."""
+    buf = io.BytesIO()
+    audio = tone(seconds, sample_rate, channels, freq, seed)
+    kind = {"ogg": ("OGG", "VORBIS"), "opus": ("OGG", "OPUS"), "wav": ("WAV", "PCM_16")}[fmt]
+    sf.write(buf, audio, sample_rate, format=kind[0], subtype=kind[1])
+    return buf.getvalue()
+
+
+def make_debian_music_debs(folder: str | Path, seconds: float = 21.0, short_seconds: float = 5.0,
+                           sample_rate: int = 8000, seed: int = 0) -> DebianMusicFixture:
+    """One small .deb per package of ``debian-music``, at the real paths, with the faults a fetch handles.
+
+    Music of ``seconds`` (>= 20 s, mono at ``sample_rate``; Frets on Fire stems in
+    stereo), plus: a file under 20 s (dropped), an undecodable .ogg (skipped and
+    named), a byte-identical copy (skipped), a symlink to a music file, sound effects
+    (.ogg and .wav) and text files outside the music folders, and a copyright file
+    in each package.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fixture = DebianMusicFixture(folder)
+    n = [0]
+
+    def music(fmt: str = "ogg", channels: int = 1, length: float = seconds) -> bytes:
+        n[0] += 1
+        return _encoded(length, sample_rate, channels, 110.0 * n[0], seed + n[0], fmt)
+
+    fof = "usr/share/games/fretsonfire/data/songs"
+    wz = "usr/share/games/warzone2100/music"
+    mg = "usr/share/games/megaglest"
+    duplicate = music()
+    packages: dict[str, tuple[str, dict[str, bytes | str], dict[str, str], set[str], int]] = {
+        # name: (version, files, {skipped path: reason}, not-music paths, files under 20 s)
+        "fretsonfire-songs-muldjord": ("2.dfsg-2.1", {
+            f"{fof}/muldjord/armygeddon/song.ogg": music(channels=2),
+            f"{fof}/muldjord/armygeddon/guitar.ogg": music(channels=2),
+            f"{fof}/muldjord/armygeddon/notes.mid": b"MThd",
+            f"{fof}/muldjord/library.ini": b"[library]\n",
+        }, {}, {f"{fof}/muldjord/armygeddon/notes.mid"}, 0),
+        "fretsonfire-songs-sectoid": ("1.dfsg-3.1", {
+            f"{fof}/sectoid/War of freedom/song.ogg": music(channels=2),
+            f"{fof}/sectoid/War of freedom/guitar.ogg": music(channels=2),
+            f"{fof}/sectoid/War of freedom/rhythm.ogg": music(channels=2),
+            f"{fof}/sectoid/War of freedom/song.ini": b"[song]\n",
+            f"{fof}/sectoid/Feelings/song.ogg": music(channels=2),
+            f"{fof}/sectoid/Feelings/guitar.ogg": music(channels=2),
+        }, {}, {f"{fof}/sectoid/War of freedom/song.ini"}, 0),
+        "hyperrogue-music": ("12.0q-1", {
+            "usr/share/hyperrogue/music/hr3-caves.ogg": music(),
+            "usr/share/hyperrogue/music/hr3-jingle.ogg": music(length=short_seconds),
+            "usr/share/hyperrogue/music/hr3-broken.ogg": b"OggS" + bytes(np.random.default_rng(seed).integers(0, 256, 4000, dtype=np.uint8)),
+            "usr/share/hyperrogue/sounds/click.ogg": music(),
+        }, {"usr/share/hyperrogue/music/hr3-broken.ogg": "not decodable"}, {"usr/share/hyperrogue/sounds/click.ogg"}, 1),
+        "drascula-music": ("1.0+ds4-2", {
+            "usr/share/scummvm/drascula/audio/track1.ogg": music(),
+            "usr/share/scummvm/drascula/audio/track2.ogg": music(length=short_seconds),
+            "usr/share/scummvm/drascula/it/track1.ogg": "-> ../audio/track1.ogg",
+        }, {}, {"usr/share/scummvm/drascula/it/track1.ogg"}, 1),
+        "warzone2100-music": ("4.3.3-3", {
+            f"{wz}/albums/legacy_soundtrack/track4.opus": music("opus"),
+            f"{wz}/albums/legacy_soundtrack/license.txt": b"CC-BY-SA-3.0\n",
+            f"{wz}/menu.opus": music("opus"),
+        }, {}, {f"{wz}/albums/legacy_soundtrack/license.txt"}, 0),
+        "freedroidrpg-data": ("1.0-1", {
+            "usr/share/freedroidrpg/data/sound/music/menu.ogg": music(),
+            "usr/share/freedroidrpg/data/sound/effects/Menu_Item_Selected_Sound_1.ogg": music(),
+        }, {}, {"usr/share/freedroidrpg/data/sound/effects/Menu_Item_Selected_Sound_1.ogg"}, 0),
+        "supertux-data": ("0.6.3-2", {
+            "usr/share/games/supertux2/music/forest/forest.ogg": music(),
+            "usr/share/games/supertux2/music/forest/forest.music": b"(supertux-music)\n",
+            "usr/share/games/supertux2/music/theme.ogg": music(),
+            "usr/share/games/supertux2/sounds/jump.wav": music("wav"),
+        }, {}, {"usr/share/games/supertux2/sounds/jump.wav", "usr/share/games/supertux2/music/forest/forest.music"}, 0),
+        "megaglest-data": ("3.13.0-3", {
+            f"{mg}/data/core/menu/music/menu_music.ogg": music(),
+            f"{mg}/data/core/menu/sound/click_a.wav": music("wav"),
+            f"{mg}/techs/megapack/factions/egypt/music/asak-jadeflange.ogg": music(),
+            f"{mg}/techs/megapack/factions/egypt/units/archer/sounds/attack.wav": music("wav"),
+            f"{mg}/techs/megapack/commondata/sounds/ambient.ogg": music(),
+        }, {}, {f"{mg}/data/core/menu/sound/click_a.wav", f"{mg}/techs/megapack/factions/egypt/units/archer/sounds/attack.wav",
+                f"{mg}/techs/megapack/commondata/sounds/ambient.ogg"}, 0),
+        "widelands-data": ("2:1.1-3", {
+            "usr/share/games/widelands/data/music/ingame_00.ogg": duplicate,
+            "usr/share/games/widelands/data/music/menu.ogg": duplicate,
+            "usr/share/games/widelands/data/sound/animals/duck.ogg": music(),
+        }, {"usr/share/games/widelands/data/music/menu.ogg": "same bytes as usr/share/games/widelands/data/music/ingame_00.ogg"},
+            {"usr/share/games/widelands/data/sound/animals/duck.ogg"}, 0),
+    }
+    for name, (version, files, skipped, not_music, short) in packages.items():
+        files[f"usr/share/doc/{name}/copyright"] = f"Files: *\nLicense: test licence of {name}\n".encode()
+        build_deb(folder, name, version, files)
+        fixture.versions[name] = version
+        fixture.skipped[name] = skipped
+        fixture.not_music[name] = not_music
+        fixture.short[name] = short
+        fixture.kept[name] = {}
+        for rel, content in files.items():
+            if rel in skipped or rel in not_music or isinstance(content, str) or not rel.endswith((".ogg", ".opus")):
+                continue
+            info = sf.info(io.BytesIO(content))
+            if info.duration >= DEBIAN_MIN_SECONDS:
+                fixture.kept[name][rel] = (info.duration, info.samplerate, info.channels)
+    for name in ("fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid"):
+        for rel in fixture.kept[name]:
+            song, file = rel.rsplit("/", 1)
+            role = {"song.ogg": "band", "guitar.ogg": "guitar", "rhythm.ogg": "rhythm"}[file]
+            fixture.songs.setdefault(f"{name}/{song}", {})[role] = rel
     return fixture

@@ -79,11 +79,22 @@ class DataConfig:
     # Node-local cache of remote shards, kept across epochs, runs and sweep trials
     # (``mixscale.data.shard_cache``); None streams them from ``url`` every epoch.
     cache_dir: str | None = None
+    # Feature-shard folders (``mixscale features build``): train on feature-domain pairs of
+    # band models instead of audio pairs; ``segment_seconds`` is then the training crop.
+    features: list[str] | None = None
+    # Feature-domain training: the share of windows replaced by the power sum of two.
+    feature_mix: float = 0.0
+    # Feature-domain pairs: each item's perturbation at its own strength, from none to ±12 dB
+    # (``pairs.VARIED_PERTURBATION``, times ``pair_strength``), instead of the fixed ranges.
+    pair_varied: bool = False
 
     def __post_init__(self) -> None:
         _check("data.backend", self.backend, self.backend in BACKENDS, " | ".join(BACKENDS))
         _check("data.worker_start", self.worker_start, self.worker_start in WORKER_START, " | ".join(WORKER_START))
         _check("data.batch_size", self.batch_size, self.batch_size >= 1, ">= 1")
+        if isinstance(self.features, str):
+            self.features = [self.features]
+        _check("data.feature_mix", self.feature_mix, 0.0 <= self.feature_mix <= 1.0, "[0, 1]")
         _check("data.num_workers", self.num_workers, self.num_workers >= 0, ">= 0")
         _check("data.cv_folds", self.cv_folds, self.cv_folds == 0 or self.cv_folds >= 2, "0 (off) or >= 2")
         _check("data.cv_fold", self.cv_fold, self.cv_fold == 0 or 0 <= self.cv_fold < self.cv_folds,
@@ -264,6 +275,17 @@ class TrainConfig:
         chain = self.data.chain
         _check("data.chain", chain, chain is None or chain == self.model.task,
                f"null (follow the model) or the model's task {self.model.task!r}")
+        if self.data.features:  # feature-domain pairs: master band models, no audio in the batch
+            from mixscale.models.builders import input_kind
+
+            _check("model.task", self.model.task, self.model.task == "master",
+                   "master with data.features (feature-domain pairs are master pairs)")
+            _check("model.arch", self.model.arch, input_kind(self.model) == "bands",
+                   "a band model (bandcnn | bandmlp) with data.features")
+            _check("loss.stft_weight", self.loss.stft_weight, self.loss.stft_weight == 0,
+                   "0 with data.features (feature pairs carry no audio to render)")
+            _check("data.cv_folds", self.data.cv_folds, self.data.cv_folds == 0,
+                   "0 with data.features (feature shards keep the corpus's splits)")
 
     @property
     def task(self) -> str:

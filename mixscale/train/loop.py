@@ -51,6 +51,7 @@ from torch import nn
 
 from mixscale import schema
 from mixscale.audio import resample
+from mixscale.data.feature_shards import band_statistics, feature_loader
 from mixscale.data.reader import ShardStream, StreamLoader, make_dataloader
 from mixscale.errors import CorpusError
 from mixscale.losses.total import COMPONENTS, CombinedLoss
@@ -284,7 +285,10 @@ class FoldStream(ShardStream):
 
 
 def make_loader(config: TrainConfig, train: bool, rank: int, world_size: int) -> StreamLoader | None:
-    """The training or validation loader of one rank (None when there is no validation split)."""
+    """The training or validation loader of one rank (None when there is no validation split):
+    the shard reader, or with ``data.features`` the feature-domain pairs."""
+    if config.data.features:
+        return feature_loader(config, train, rank, world_size)
     split = config.data.split(train)
     if split is None:
         return None
@@ -347,7 +351,7 @@ def evaluate(ctx: StepContext, loader: StreamLoader, config: TrainConfig) -> dic
         if config.eval_steps and i >= config.eval_steps:
             break
         terms, stats = eval_step(ctx, batch)
-        n = float(batch["x_ref"].shape[0])
+        n = float(batch["genre"].shape[0])
         for name, value in terms.items():
             sums[f"term_{name}"] += value * n
             counts[f"term_{name}"] += n
@@ -475,16 +479,20 @@ def _fit(cfg: TrainConfig, rank: int, world_size: int, reporter: Reporter, devic
 
     train_loader = make_loader(cfg, True, rank, world_size)
     valid_loader = make_loader(cfg, False, rank, world_size)
-    sample_rate = train_loader.dataset.sample_rate
+    sample_rate = cfg.model.sample_rate if cfg.data.features else train_loader.dataset.sample_rate
 
     model = build_model(cfg.model)
-    model = reporter.prepare_model(model, device)
     resampler = None
     if cfg.model.sample_rate != sample_rate:
         resampler = functools.partial(resample, from_sr=sample_rate, to_sr=cfg.model.sample_rate)
         if rank == 0:
             log.warning("shards are at %d Hz, the model takes %d Hz: resampling the model's input",
                         sample_rate, cfg.model.sample_rate)
+    if hasattr(model.input_norm.norm, "set_statistics"):  # fixed input statistics of the corpus
+        stats = (band_statistics(cfg.data.features) if cfg.data.features
+                 else input_statistics(model, train_loader, resampler))
+        model.input_norm.norm.set_statistics(*stats)
+    model = reporter.prepare_model(model, device)
     module = getattr(model, "module", model)
     amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
     optimizer = build_optimizer(module.parameters(), cfg.optim)
@@ -526,6 +534,28 @@ def _fit(cfg: TrainConfig, rank: int, world_size: int, reporter: Reporter, devic
                      resumed=resumed, history=list(state.history))
 
 
+def input_statistics(model: nn.Module, loader, resampler: Callable | None = None,
+                     batches: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) of the model's front-end features per (view, band) over the frames of the
+    first ``batches`` batches of the loader's epoch 0 (audio pairs: their inputs, stems
+    flattened): the corpus statistics a fixed input norm takes when no feature shards give them."""
+    loader.set_epoch(0)
+    total, total_sq, frames = 0.0, 0.0, 0
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i >= batches:
+                break
+            x = batch["x_in"] if "x_in" in batch else batch["stems_in"][batch["stem_mask"]]
+            f = model.front(resampler(x) if resampler else x).double()  # (N, V, K, F)
+            total = total + f.sum(dim=(0, 3))
+            total_sq = total_sq + f.square().sum(dim=(0, 3))
+            frames += f.shape[0] * f.shape[-1]
+    if not frames:
+        raise CorpusError("training data: no batch to take the input statistics from")
+    mean = total / frames
+    return mean.float(), (total_sq / frames - mean.square()).clamp_min(0).sqrt().float()
+
+
 def _run_epoch(cfg, ctx, state, epoch, rank, world_size, train_loader, valid_loader, reporter,
                writer) -> dict[str, float]:
     """Train one epoch, evaluate, update best/early stopping, report and log. Returns its metrics."""
@@ -535,7 +565,7 @@ def _run_epoch(cfg, ctx, state, epoch, rank, world_size, train_loader, valid_loa
     data_wait, ready = 0.0, time.perf_counter()
     for batch in epoch_batches(train_loader, epoch, cfg.epochs, cfg.steps_per_epoch, ctx.device):
         data_wait += time.perf_counter() - ready
-        n = int(batch["x_ref"].shape[0])
+        n = int(batch["genre"].shape[0])
         m = train_step(ctx, batch)
         state.global_step += 1
         n_samples += n

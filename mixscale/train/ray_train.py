@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import fsspec
 
 from mixscale.data.shard_cache import is_local
+from mixscale.errors import CorpusError
 from mixscale.train.config import TrainConfig, config_from
 from mixscale.train.loop import MODEL_DIR, TENSORBOARD_DIR, Reporter, fit, read_history
 
@@ -225,14 +226,20 @@ def export_best_model(result, config: TrainConfig) -> tuple[str | None, dict[str
 
 
 def preflight(config: TrainConfig) -> None:
-    """Check on the driver what would otherwise fail in every worker: the shards' index
-    lists the splits the run reads. Raises ``CorpusError`` naming the URL and the split."""
+    """Check on the driver what would otherwise fail in every worker: the shards' index (or,
+    with ``data.features``, a feature folder's) lists the splits the run reads. Raises
+    ``CorpusError`` naming the URL or folders and the split."""
+    from mixscale.data.feature_shards import read_index
     from mixscale.data.reader import list_shards
 
     for train in (True, False):
         split = config.data.split(train)
-        if split is not None:
+        if split is None:
+            continue
+        if not config.data.features:
             list_shards(config.data.url, split, config.data.storage_options)
+        elif not any(split in read_index(folder)["splits"] for folder in config.data.features):
+            raise CorpusError(f"feature folders {config.data.features}: none has a {split!r} split")
 
 
 def train(config: TrainConfig | Mapping[str, Any], address: str | None = None,

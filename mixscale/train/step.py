@@ -110,7 +110,9 @@ def forward(ctx: StepContext, model: nn.Module, batch: Mapping[str, Any],
     ``genre`` (B,) (-1 unknown) conditions the settings heads; None: the model's own prediction.
     """
     with torch.autocast(device_type=ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.autocast_enabled):
-        if ctx.task == "master":
+        if "features" in batch:  # feature-domain pairs (mixscale.data.feature_shards)
+            out = model(features=batch["features"], genre=genre)
+        elif ctx.task == "master":
             x = batch["x_in"]
             if ctx.input_resampler is not None:
                 x = ctx.input_resampler(x)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from mixscale.data.corpora.annotated import build_annotated, join_annotations
 from mixscale.data.corpora.audioset import build_audioset
+from mixscale.data.corpora.debian_music import build_debian_music
 from mixscale.data.corpora.fma import build_fma
 from mixscale.data.corpora.gtzan import build_gtzan
 from mixscale.data.corpora.medleydb import build_medleydb
@@ -32,6 +33,7 @@ ADAPTERS: dict[str, Callable[..., Manifest]] = {
     "gtzan": build_gtzan,
     "audioset": build_audioset,
     "annotated": build_annotated,
+    "debian-music": build_debian_music,
 }
 
 

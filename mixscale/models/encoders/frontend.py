@@ -74,17 +74,33 @@ class DescriptorFrontEnd(nn.Module):
 
 
 class InputNorm(nn.Module):
-    """Learned per-feature standardization: (B, K, M, F) per (view, mel), or (B, K) per descriptor."""
+    """Per-feature standardization: (B, K, M, F) per (view, mel), or (B, K) per descriptor, with
+    BatchNorm statistics learned in training; band features (B, 2, K, F) with ``BandNorm``'s
+    fixed corpus statistics."""
 
     def __init__(self, kind: str, config: ModelConfig):
         super().__init__()
-        self.norm = nn.BatchNorm1d(config.views * config.n_mels if kind == "spectrogram" else DIM)
+        self.kind = kind
+        if kind == "bands":
+            from mixscale.models.encoders.bands import BandNorm
+
+            self.norm = BandNorm()
+        else:
+            self.norm = nn.BatchNorm1d(config.views * config.n_mels if kind == "spectrogram" else DIM)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.kind == "bands":
+            return self.norm(features)
         if features.ndim == 4:
             b, k, m, f = features.shape
             return self.norm(features.reshape(b, k * m, f)).reshape(b, k, m, f)
         return self.norm(features)
 
 
-FRONT_ENDS = {"spectrogram": SpectrogramFrontEnd, "descriptors": DescriptorFrontEnd}
+def _band_front_end(config: ModelConfig) -> nn.Module:
+    from mixscale.models.encoders.bands import BandFrontEnd
+
+    return BandFrontEnd(config)
+
+
+FRONT_ENDS = {"spectrogram": SpectrogramFrontEnd, "descriptors": DescriptorFrontEnd, "bands": _band_front_end}

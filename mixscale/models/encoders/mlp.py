@@ -15,6 +15,17 @@ from mixscale.features.descriptors import DIM
 from mixscale.models.config import ModelConfig
 
 
+def mlp_stack(width: int, config: ModelConfig) -> nn.Sequential:
+    """``config.mlp_hidden`` layers (Linear, GELU, dropout) from ``width`` inputs, then a linear
+    layer to ``config.embed_dim``."""
+    layers: list[nn.Module] = []
+    for hidden in config.mlp_hidden:
+        layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(config.dropout)]
+        width = hidden
+    layers.append(nn.Linear(width, config.embed_dim))
+    return nn.Sequential(*layers)
+
+
 class MLPEncoder(nn.Module):
     """Descriptor vectors (B, K) -> embedding (B, D)."""
 
@@ -22,13 +33,7 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = DIM
-        for hidden in config.mlp_hidden:
-            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(config.dropout)]
-            width = hidden
-        layers.append(nn.Linear(width, config.embed_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_stack(DIM, config)
         self.embed_dim = config.embed_dim
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
