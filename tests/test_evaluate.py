@@ -255,7 +255,7 @@ def test_ensemble_checkpoint_embeds_with_every_member(shards, tmp_path):
 
 
 def test_bad_checkpoints_and_missing_splits_fail_with_a_clear_message(shards, tmp_path, capsys):
-    args = ["--shards", shards, "--out", str(tmp_path / "out")]
+    args = ["--shards", shards, "--out", str(tmp_path / "out"), "--no-quality"]
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), *args]) == 2
     assert f"{tmp_path / 'nope'}: checkpoint not found" in capsys.readouterr().err
 

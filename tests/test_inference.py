@@ -145,7 +145,10 @@ def test_analyze_command_with_a_model(capfd, models, song):
 
 
 def test_analyze_without_any_model_measures_and_says_so(capfd, song, tmp_path, monkeypatch):
+    import mixscale.inference as inference
+
     monkeypatch.setenv("MIXSCALE_HOME", str(tmp_path))
+    monkeypatch.setattr(inference, "PACKAGED_MODELS", tmp_path / "none-packaged")
     status, out, err = run(capfd, "analyze", song, "--json")
     assert status == 0 and "no master model" in err and "measuring only" in err
     assert "genre" not in json.loads(out)

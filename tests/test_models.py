@@ -244,7 +244,9 @@ def test_ensemble_is_a_weighted_average_with_member_spread():
     torch.testing.assert_close(o["genre_logits"].softmax(-1), probs)
     spread = (0.25 * (o1["settings"] - mean) ** 2 + 0.75 * (o2["settings"] - mean) ** 2).sqrt()
     torch.testing.assert_close(o["uncertainty"], spread)
-    assert (o["uncertainty"] > 0).all()
+    learned = [i for i, p in enumerate(schema.params("master")) if p.name not in schema.NOT_FROM_AUDIO]
+    assert (o["uncertainty"][:, learned] > 0).all()
+    assert (o["uncertainty"][:, [i for i in range(P) if i not in learned]] == 0).all()  # both propose defaults
     with torch.no_grad():
         same = Ensemble([m1, m1], [0.3, 0.7])(x)
     torch.testing.assert_close(same["settings"], o1["settings"])
@@ -268,7 +270,8 @@ def test_mix_ensemble_reports_stem_and_master_uncertainty():
     with torch.no_grad():
         out = Ensemble([a, b])(stems(batch=1, count=2))
     assert out["stem_uncertainty"].shape == (1, 2, PS) and out["master_uncertainty"].shape == (1, P)
-    assert (out["master_uncertainty"] > 0).all()
+    learned = [i for i, p in enumerate(schema.params("master")) if p.name not in schema.NOT_FROM_AUDIO]
+    assert (out["master_uncertainty"][:, learned] > 0).all()
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -549,10 +552,11 @@ def test_tiny_cnn_overfits_a_fixed_batch():
     model = build_model(tiny("cnn")).train()
     x = audio(batch=4, seconds=0.25, seed=11)
     target = torch.rand(4, P, generator=torch.Generator().manual_seed(12))
+    learned = [i for i, p in enumerate(schema.params("master")) if p.name not in schema.NOT_FROM_AUDIO]
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     losses = []
     for _ in range(40):
-        loss = (model(x)["settings"] - target).abs().mean()
+        loss = (model(x)["settings"] - target)[:, learned].abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
