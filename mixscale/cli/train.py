@@ -10,7 +10,7 @@ ORDER = 60
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a model on Ray Train (presets: tiny, quickstart, synth-full, one per corpus)",
+        help="train a model on Ray Train (presets: tiny, quickstart, default, synth-full, one per corpus)",
         description="Train on Ray Train from a built-in preset or a YAML config, with any field "
         "overridden by --set SECTION.FIELD=VALUE (e.g. --set optim.lr=3e-4 --set scaling.num_workers=2 "
         "--set data.url=s3://bucket/shards). Connects to --address or RAY_ADDRESS, else starts a local "

@@ -66,15 +66,16 @@ def render_card(model_dir: str | Path, quality: Mapping[str, Any], training: Map
         f"An ensemble of {len(members)} members ({', '.join(members)}) that proposes corrective master "
         "settings (input gain, 5-band EQ, compressor, width) for a stereo mix, from per-frame band levels of "
         "mid and side at 44.1 kHz (`mixscale.features.bands`). It ships with mixscale and is what "
-        "`mixscale analyze`, `master`, `mix` (its master bus) and `serve` use when no model is given.",
+        "`mixscale analyze`, `master` and `serve` use when no model is given.",
         "",
         f"- Files: `meta.json`, member folders with safetensors weights; schema version "
         f"{meta.get('schema_version')}, mixscale {meta.get('mixscale_version')}.",
         f"- Training: `{training.get('command', 'mixscale default-model')}`; "
         + ", ".join(f"{k} {v:.1f} min" for k, v in minutes.items())
-        + " of training on this repository's 2-core CPU machine (no GPU).",
+        + " of training (wall time, Ray start included) on this repository's 2-core CPU machine, no GPU.",
         "- Data: the `debian-music` train packages (fretsonfire-songs-muldjord, warzone2100-music, "
-        "supertux-data, widelands-data: 7.45 h) and the embedded synthetic corpus, as feature-domain pairs "
+        "supertux-data, widelands-data: 7.45 h) and the embedded synthetic corpus "
+        f"({training.get('synth', 'its songs')}), as feature-domain pairs "
         "(`mixscale.data.feature_shards`); validation and early stopping on the held-out validation packages "
         "(drascula-music, megaglest-data). The test packages (fretsonfire-songs-sectoid, hyperrogue-music, "
         "freedroidrpg-data) were never trained or selected on.",
