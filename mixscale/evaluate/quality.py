@@ -284,9 +284,10 @@ def mean_settings(train: Windows, spec: MasterPerturbation, seed: int, batch_siz
 
 
 def _normalized(c: Mapping[str, torch.Tensor], n: int) -> torch.Tensor:
-    like = next(iter(c.values())).double()
-    full = complete_settings({k: v.double() for k, v in c.items()}, "master", (n,), like)
-    return torch.stack([schema.normalize(p, full[p.name]) for p in schema.params("master")], dim=-1).clamp(0, 1)
+    """(n, P) float64 normalized master settings of ``c`` (the pairs' own normalization)."""
+    from mixscale.data.pairs import _normalized as normalized
+
+    return normalized({k: v.double() for k, v in c.items()}, "master", (n,), torch.zeros((), dtype=torch.float64))
 
 
 def ideal_curve(c: Mapping[str, torch.Tensor], sample_rate: int, freqs_hz=CURVE_GRID_HZ) -> torch.Tensor:
